@@ -1,0 +1,28 @@
+"""``lfm2-nas build``: write a random-init HF-format checkpoint for a layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def build(
+    spec: Annotated[str, typer.Argument(help="variant name, NAME:PATTERN, pattern or config.json path")],
+    out: Annotated[Path, typer.Option("--out", help="folder to write config.json and model.safetensors into")],
+    dtype: Annotated[str, typer.Option(help="weight dtype: float32, bfloat16, float16")] = "float32",
+    seed: Annotated[int, typer.Option(help="random-init seed")] = 0,
+) -> None:
+    """Build LAYOUT with random weights and save it so transformers' from_pretrained loads it."""
+    import torch
+
+    from lfm2_nas.checkpoint import save_pretrained
+    from lfm2_nas.cost import canonical_dtype, param_count
+    from lfm2_nas.model import build_model
+    from lfm2_nas.resolve import resolve_spec
+
+    layout = resolve_spec(spec)
+    model = build_model(layout, dtype=getattr(torch, canonical_dtype(dtype)), seed=seed)
+    folder = save_pretrained(model, out)
+    typer.echo(f"wrote {folder} ({param_count(layout):,} parameters, pattern {layout.pattern})")

@@ -1,0 +1,44 @@
+import pytest
+
+from lfm2_nas import cost
+from lfm2_nas.registry import OFFICIAL_PARAMS, UnknownVariantError, get_spec, variant_names
+
+NON_EMBEDDING = {
+    "lfm2-350m": 287_375_104,
+    "lfm2-700m": 641_826_048,
+    "lfm2-1.2b": 1_036_122_880,
+    "lfm2-2.6b": 2_435_054_592,
+}
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL_PARAMS))
+def test_official_parameter_counts_exact(name):
+    spec = get_spec(name)
+    assert cost.param_count(spec) == OFFICIAL_PARAMS[name]
+    assert cost.non_embedding_params(spec) == NON_EMBEDDING[name]
+
+
+def test_official_layouts():
+    assert get_spec("lfm2-350m").pattern == "CCACCACCACACACAC"
+    assert get_spec("lfm2-2.6b").attention_indices == (2, 5, 9, 13, 17, 21, 24, 27)
+    assert [get_spec(n).ffn_dim for n in sorted(OFFICIAL_PARAMS)] == [8192, 10752, 4608, 6912]
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL_PARAMS) + ["lfm2-tiny"])
+def test_all_attention_baselines_share_widths(name):
+    base, attn = get_spec(name), get_spec(f"{name}-all-attn")
+    assert set(attn.layer_types) == {"full_attention"}
+    assert attn.num_layers == base.num_layers
+    assert (attn.hidden_size, attn.num_heads, attn.num_kv_heads, attn.ffn_dim) == (
+        base.hidden_size, base.num_heads, base.num_kv_heads, base.ffn_dim)
+
+
+def test_tiny_first_and_unknown_name_lists_known():
+    assert variant_names()[0] == "lfm2-tiny"
+    with pytest.raises(UnknownVariantError, match="known variants: lfm2-tiny, lfm2-350m"):
+        get_spec("lfm2-350M")
+
+
+def test_overrides():
+    spec = get_spec("lfm2-350m", pattern="CCAA" * 4, num_kv_heads=4)
+    assert spec.pattern == "CCAA" * 4 and spec.num_kv_heads == 4 and spec.hidden_size == 1024
