@@ -77,10 +77,10 @@ class HybridCache:
         self.conv.zero_()
 
     def positions(self, tokens: int) -> torch.Tensor:
-        """Absolute positions ``(tokens,)`` of the next ``tokens`` tokens."""
+        """Absolute positions ``(tokens,)`` of the next ``tokens`` tokens; raises if they do not fit."""
+        self._check_room(tokens)
         if self.static:
             return self.position + torch.arange(tokens, device=self.device)
-        self._check_room(tokens)
         return torch.arange(self.seq_len, self.seq_len + tokens, device=self.device)
 
     def advance(self, tokens: int) -> None:
