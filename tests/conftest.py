@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 
+import pytest
 import torch
 
 from lfm2_nas.spec import ATTENTION, CONV, ModelSpec
@@ -102,3 +103,13 @@ def reference_of(model):
 
 def max_diff(a, b) -> float:
     return (a.float() - b.float()).abs().max().item()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped where there is no CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
