@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -96,13 +95,15 @@ def validate(
     tokenizer: TokenizerOption = "bpe-4096",
     proxy_width: WidthOption = 128,
     proxy_head_dim: HeadDimOption = 16,
+    limit: Annotated[int | None, typer.Option("--limit", help="stop after this many new evaluations (exit 3); rerun to go on")] = None,
     quiet: QuietOption = False,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Train the fixed panel at --budget and factor x --budget; report Spearman/Kendall rank correlations.
 
     Every finished evaluation is appended to OUT/results.jsonl; rerunning the command resumes.
-    Writes OUT/scores.csv, OUT/correlations.csv and OUT/budget_agreement.png.
+    Writes OUT/scores.csv, OUT/correlations.csv and OUT/budget_agreement.png (for what is done so far).
+    Exit status 3 when --limit stopped it before the plan was complete.
     """
     import matplotlib
 
@@ -111,7 +112,7 @@ def validate(
 
     from lfm2_nas.quality.plots import plot_budget_agreement
     from lfm2_nas.quality.store import ResultStore
-    from lfm2_nas.quality.validate import rank_correlations, run_validation, score_table
+    from lfm2_nas.quality.validate import PANEL, plan, rank_correlations, run_validation, score_table
 
     tiers = ("text", "synthetic") if synthetic else ("text",)
     options = {t: _options(t, corpus, tokenizer, proxy_width, proxy_head_dim) for t in tiers}
@@ -122,7 +123,7 @@ def validate(
         typer.echo(f"{item.layout:>16} {item.column:>13}: {outcome} ({status})", err=True)
 
     rows = run_validation(ResultStore(out / "results.jsonl"), budget=budget, factor=factor, seed=seed,
-                          synthetic=synthetic, options=options, on_result=report, progress=not quiet)
+                          synthetic=synthetic, options=options, on_result=report, progress=not quiet, limit=limit)
     scores, correlations = score_table(rows), rank_correlations(rows)
     scores.to_csv(out / "scores.csv", float_format="%.6g")
     correlations.to_csv(out / "correlations.csv", index=False, float_format="%.4f")
@@ -135,12 +136,14 @@ def validate(
                "spearman_text_budgets": float(headline.spearman.iloc[0]) if len(headline) else None,
                "kendall_text_budgets": float(headline.kendall.iloc[0]) if len(headline) else None}
     summary["goal_met"] = summary["spearman_text_budgets"] is not None and summary["spearman_text_budgets"] >= 0.8
+    summary["complete"] = len(rows) == len(plan(PANEL, budget, factor, synthetic))
     if fmt is Format.json:
         emit({"scores": json.loads(scores.reset_index().to_json(orient="records")),
               "correlations": correlations.to_dict(orient="records"), "summary": summary}, fmt)
-        return
-    typer.echo(scores.to_string(float_format=lambda v: f"{v:.4g}"))
-    typer.echo("")
-    typer.echo(correlations.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    typer.echo(json.dumps(summary))
-    sys.stdout.flush()
+    else:
+        typer.echo(scores.to_string(float_format=lambda v: f"{v:.4g}"))
+        typer.echo("")
+        typer.echo(correlations.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        typer.echo(json.dumps(summary))
+    if not summary["complete"]:
+        raise typer.Exit(3)

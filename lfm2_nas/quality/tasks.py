@@ -7,18 +7,15 @@ prediction is right. Training and test sequences come from independent random st
 (``[seed, 0]`` and ``[seed, 1]``), so test sequences are held out; only memorization shares its fact
 table (stream ``[seed, 2]``) between the two, because memorising that table is the task.
 
-The tasks follow MAD (Poli et al. 2024, arXiv 2403.17844) and Zoology (Arora et al. 2023, arXiv
-2312.04927), scaled down so that a proxy learns them in about a minute of CPU each:
+The suite follows MAD (Poli et al. 2024, arXiv 2403.17844), scaled down to stay cheap on a CPU:
 
-* ``mqar``: multi-query associative recall. ``num_pairs`` key-value pairs, then every key again in
-  a random order, each followed by its value; each value is scored. Keys and values come from
-  disjoint vocabularies. The query section follows the pairs directly, so the distance between a
-  query and its pair grows with ``num_pairs``: a stack of short convolutions (receptive field
-  ``1 + layers * (kernel - 1)``) fails once the pairs no longer fit in it, attention does not.
+* ``in_context_recall`` (MAD's multi-query associative recall): a stream of key-value pairs under a
+  mapping drawn per sequence; every pair whose key occurred before is a query and its value is
+  scored. Keys and values come from disjoint vocabularies.
 * ``fuzzy_recall``: the same with keys and values that are motifs of 1 to ``max_motif`` tokens
-  (prefix-free keys); every value token is scored.
-* ``noisy_recall``: ``mqar`` with noise tokens from a separate vocabulary placed between pairs
-  (``noise_fraction`` of the sequence).
+  (prefix-free keys); every token of a recalled value is scored.
+* ``noisy_recall``: in-context recall with noise tokens from a separate vocabulary placed between
+  pairs (``noise_fraction`` of the sequence).
 * ``selective_copy``: ``num_tokens`` content tokens scattered in a region of blanks, then a
   separator and markers; the model must emit the content tokens in order, ignoring the blanks.
 * ``compression``: a random sequence and a compress token; a small MLP decoder must rebuild every
@@ -26,6 +23,9 @@ The tasks follow MAD (Poli et al. 2024, arXiv 2403.17844) and Zoology (Arora et 
 * ``memorization``: ``num_pairs`` keys per sequence (no repeats within a sequence) drawn from a fixed
   table of ``num_facts`` key -> value facts; the value is scored, so only facts stored in the
   weights help.
+
+:class:`MQAR` is Zoology's form (Arora et al. 2023, arXiv 2312.04927), used for the sweep over the
+number of pairs: all pairs first, then every key queried once.
 """
 
 from __future__ import annotations
@@ -68,89 +68,67 @@ class Task:
 
 
 @dataclass(frozen=True)
-class AssociativeRecall(Task):
-    """Multi-query associative recall; with ``noise_fraction > 0``, noisy recall."""
+class InContextRecall(Task):
+    """MAD's in-context recall (multi-query associative recall): a stream of ``num_pairs`` key-value
+    pairs under a mapping drawn per sequence from ``num_keys`` keys to ``num_values`` values; every
+    pair whose key occurred earlier in the sequence is a query and its value is scored. With
+    ``noise_fraction > 0``, noise tokens from their own vocabulary sit between pairs (noisy recall)."""
 
-    num_pairs: int = 8
-    num_keys: int = 64
-    num_values: int = 64
+    num_keys: int = 16
+    num_values: int = 16
+    num_pairs: int = 32
     noise_fraction: float = 0.0
-    num_noise_tokens: int = 16
-    name: str = "mqar"
+    num_noise_tokens: int = 8
+    name: str = "in_context_recall"
 
     def __post_init__(self) -> None:
-        if self.num_pairs < 1 or self.num_pairs > self.num_keys:
-            raise ValueError(f"num_pairs must be in 1..num_keys ({self.num_keys}), got {self.num_pairs}")
         if not 0 <= self.noise_fraction < 1:
             raise ValueError(f"noise_fraction must be in [0, 1), got {self.noise_fraction}")
 
     @property
     def num_noise(self) -> int:
         """Noise tokens per sequence: ``noise_fraction`` of the total length."""
-        body = 4 * self.num_pairs
-        return round(self.noise_fraction * body / (1 - self.noise_fraction))
+        return round(self.noise_fraction * 2 * self.num_pairs / (1 - self.noise_fraction))
 
     @property
     def vocab_size(self) -> int:
-        noise = self.num_noise_tokens if self.noise_fraction else 0
-        return self.num_keys + self.num_values + noise
+        return self.num_keys + self.num_values + (self.num_noise_tokens if self.num_noise else 0)
 
     @property
     def seq_len(self) -> int:
-        return 4 * self.num_pairs + self.num_noise - 1
+        return 2 * self.num_pairs + self.num_noise - 1
 
     def sample(self, n: int, rng: np.random.Generator, seed: int) -> Arrays:
-        p = self.num_pairs
-        keys = np.argsort(rng.random((n, self.num_keys)), axis=1)[:, :p]  # distinct keys per sequence
-        values = self.num_keys + rng.integers(0, self.num_values, (n, p))
-        order = np.argsort(rng.random((n, p)), axis=1)  # query order
-        units = np.concatenate(  # (n, 2p, 2): the pairs, then the queries with their answers
-            [np.stack([keys, values], -1), np.stack([np.take_along_axis(keys, order, 1),
-                                                     np.take_along_axis(values, order, 1)], -1)], axis=1
-        )
-        scored = np.zeros((n, 2 * p, 2), dtype=bool)
-        scored[:, p:, 0] = True  # the query key's next token is its value
-        if self.num_noise:
-            return self._with_noise(units, scored, rng)
-        return _shift(units.reshape(n, -1), scored.reshape(n, -1))
-
-    def _with_noise(self, units: np.ndarray, scored: np.ndarray, rng: np.random.Generator) -> Arrays:
-        n, count = units.shape[0], units.shape[1]
-        first_noise = self.num_keys + self.num_values
-        seqs, marks = [], []
-        for i in range(n):
-            gaps = np.bincount(rng.integers(0, count + 1, self.num_noise), minlength=count + 1)  # noise per gap
-            noise = first_noise + rng.integers(0, self.num_noise_tokens, self.num_noise)
-            tokens, flags, used = [], [], 0
-            for j in range(count + 1):
-                tokens.extend(noise[used : used + gaps[j]])
-                flags.extend([False] * gaps[j])
-                used += gaps[j]
-                if j < count:
-                    tokens.extend(units[i, j])
-                    flags.extend(scored[i, j])
-            seqs.append(tokens)
-            marks.append(flags)
-        return _shift(np.array(seqs), np.array(marks))
+        mapping = self.num_keys + rng.integers(0, self.num_values, (n, self.num_keys))  # key -> value, per sequence
+        keys = rng.integers(0, self.num_keys, (n, self.num_pairs))
+        units = np.stack([keys, np.take_along_axis(mapping, keys, 1)], -1)  # (n, pairs, 2)
+        scored = np.zeros(units.shape, dtype=bool)
+        scored[..., 0] = _seen_before(keys)  # a repeated key's next token is its value
+        if not self.num_noise:
+            return _shift(units.reshape(n, -1), scored.reshape(n, -1))
+        noise = self.num_keys + self.num_values + rng.integers(0, self.num_noise_tokens, (n, self.num_noise))
+        return _interleave_noise(units, scored, noise, rng)
 
 
 @dataclass(frozen=True)
 class FuzzyRecall(Task):
-    """Associative recall where keys and values are motifs of 1..``max_motif`` tokens."""
+    """In-context recall where keys and values are motifs of 1..``max_motif`` tokens (prefix-free
+    keys, per-sequence mapping); every token of a repeated key's value is scored."""
 
-    num_pairs: int = 6
-    num_keys: int = 32
-    num_values: int = 32
+    num_keys: int = 8
+    num_pairs: int = 16
+    key_vocab: int = 16
+    value_vocab: int = 16
     max_motif: int = 3
     name: str = "fuzzy_recall"
 
     @property
     def vocab_size(self) -> int:
-        return 1 + self.num_keys + self.num_values  # 0 pads the shorter sequences
+        return 1 + self.key_vocab + self.value_vocab  # 0 pads the shorter sequences
 
     @property
     def seq_len(self) -> int:
-        return 4 * self.num_pairs * self.max_motif - 1
+        return 2 * self.num_pairs * self.max_motif - 1
 
     def sample(self, n: int, rng: np.random.Generator, seed: int) -> Arrays:
         length = self.seq_len + 1
@@ -158,29 +136,69 @@ class FuzzyRecall(Task):
         marks = np.zeros((n, length), dtype=bool)
         for i in range(n):
             keys = self._prefix_free_keys(rng)
-            values = [tuple(1 + self.num_keys + rng.integers(0, self.num_values, rng.integers(1, self.max_motif + 1)))
-                      for _ in range(self.num_pairs)]
+            values = [self._motif(rng, 1 + self.key_vocab, self.value_vocab) for _ in range(self.num_keys)]
             tokens: list[int] = []
             flags: list[bool] = []
-            for k, v in zip(keys, values):
-                tokens += [*k, *v]
-                flags += [False] * (len(k) + len(v))
-            for j in rng.permutation(self.num_pairs):
+            seen: set[int] = set()
+            for j in rng.integers(0, self.num_keys, self.num_pairs):
                 k, v = keys[j], values[j]
                 tokens += [*k, *v]
-                # scored: the last key token (-> first value token) and every value token but the last
-                flags += [False] * (len(k) - 1) + [True] * len(v) + [False]
+                if j in seen:  # scored: the last key token (-> first value token), every value token but the last
+                    flags += [False] * (len(k) - 1) + [True] * len(v) + [False]
+                else:
+                    flags += [False] * (len(k) + len(v))
+                seen.add(j)
             seqs[i, : len(tokens)] = tokens
             marks[i, : len(flags)] = flags
         return _shift(seqs, marks)
 
+    def _motif(self, rng: np.random.Generator, first: int, vocab: int) -> tuple[int, ...]:
+        return tuple(int(t) for t in first + rng.integers(0, vocab, rng.integers(1, self.max_motif + 1)))
+
     def _prefix_free_keys(self, rng: np.random.Generator) -> list[tuple[int, ...]]:
         keys: list[tuple[int, ...]] = []
-        while len(keys) < self.num_pairs:
-            key = tuple(int(t) for t in 1 + rng.integers(0, self.num_keys, rng.integers(1, self.max_motif + 1)))
+        while len(keys) < self.num_keys:
+            key = self._motif(rng, 1, self.key_vocab)
             if all(key[: len(k)] != k and k[: len(key)] != key for k in keys):
                 keys.append(key)
         return keys
+
+
+@dataclass(frozen=True)
+class MQAR(Task):
+    """Zoology's multi-query associative recall: ``num_pairs`` key-value pairs (distinct keys), then
+    every key again in a random order, each followed by its value; the values after the queries are
+    scored. The query section follows the pairs directly, so the distance between a query and its
+    pair grows with ``num_pairs``: a stack of short convolutions (receptive field
+    ``1 + layers * (kernel - 1)`` tokens) fails once the pairs no longer fit in it; attention does not."""
+
+    num_pairs: int = 8
+    num_keys: int = 64
+    num_values: int = 64
+    name: str = "mqar"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.num_pairs <= self.num_keys:
+            raise ValueError(f"num_pairs must be in 1..num_keys ({self.num_keys}), got {self.num_pairs}")
+
+    @property
+    def vocab_size(self) -> int:
+        return self.num_keys + self.num_values
+
+    @property
+    def seq_len(self) -> int:
+        return 4 * self.num_pairs - 1
+
+    def sample(self, n: int, rng: np.random.Generator, seed: int) -> Arrays:
+        p = self.num_pairs
+        keys = np.argsort(rng.random((n, self.num_keys)), axis=1)[:, :p]  # distinct keys per sequence
+        values = self.num_keys + rng.integers(0, self.num_values, (n, p))
+        order = np.argsort(rng.random((n, p)), axis=1)  # query order
+        queries = np.stack([np.take_along_axis(keys, order, 1), np.take_along_axis(values, order, 1)], -1)
+        seqs = np.concatenate([np.stack([keys, values], -1), queries], axis=1).reshape(n, -1)
+        scored = np.zeros_like(seqs, dtype=bool)
+        scored[:, 2 * p :: 2] = True  # each query key's next token is its value
+        return _shift(seqs, scored)
 
 
 @dataclass(frozen=True)
@@ -271,6 +289,28 @@ class Memorization(Task):
         return _shift(pairs, scored)
 
 
+def _seen_before(keys: np.ndarray) -> np.ndarray:
+    """``out[i, j]``: ``keys[i, j]`` occurs in ``keys[i, :j]``."""
+    earlier = keys[:, None, :] == keys[:, :, None]  # (n, j, j'): key j equals key j'
+    return np.tril(earlier, k=-1).any(-1)
+
+
+def _interleave_noise(units: np.ndarray, scored: np.ndarray, noise: np.ndarray, rng: np.random.Generator) -> Arrays:
+    """Place each sequence's ``noise`` tokens in random gaps between its ``units`` (pairs), keeping order."""
+    n, count, width = units.shape
+    total = count * width + noise.shape[1]
+    seqs = np.empty((n, total), dtype=np.int64)
+    marks = np.zeros((n, total), dtype=bool)
+    for i in range(n):
+        gaps = np.sort(rng.integers(0, count + 1, noise.shape[1]))  # noise token t sits before unit gaps[t]
+        starts = np.arange(count) * width + np.searchsorted(gaps, np.arange(count), side="right")
+        positions = (starts[:, None] + np.arange(width)).ravel()
+        seqs[i, positions] = units[i].ravel()
+        marks[i, positions] = scored[i].ravel()
+        seqs[i, np.setdiff1d(np.arange(total), positions)] = noise[i]
+    return _shift(seqs, marks)
+
+
 def _shift(seqs: np.ndarray, scored: np.ndarray) -> Arrays:
     """Next-token ``(inputs, targets)`` from full sequences; ``scored[t]`` marks positions whose next
     token is scored."""
@@ -281,9 +321,9 @@ def _shift(seqs: np.ndarray, scored: np.ndarray) -> Arrays:
 
 #: The default suite, in the order results are reported.
 DEFAULT_TASKS: tuple[Task, ...] = (
-    AssociativeRecall(),
+    InContextRecall(),
     FuzzyRecall(),
-    AssociativeRecall(noise_fraction=0.25, name="noisy_recall"),
+    InContextRecall(noise_fraction=0.2, name="noisy_recall"),
     SelectiveCopy(),
     Compression(),
     Memorization(),

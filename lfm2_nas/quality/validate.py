@@ -75,22 +75,30 @@ def run_validation(
     options: dict[str, dict[str, Any]] | None = None,
     on_result: Callable[[Planned, QualityResult, bool], None] | None = None,
     progress: bool = True,
+    limit: int | None = None,
 ) -> pd.DataFrame:
     """Evaluate the panel (cached evaluations are reused) and return one row per evaluation.
 
     ``options[tier]`` goes to that tier's evaluation (e.g. ``{"text": {"corpus": path}}``) and is part
-    of the cache key. ``on_result(planned, result, cached)`` is called after each evaluation.
+    of the cache key. ``on_result(planned, result, cached)`` is called after each evaluation. With
+    ``limit``, stop before the evaluation that would exceed ``limit`` new (uncached) ones: the rows
+    returned then cover only part of the plan, and a later call resumes.
     """
     panel = panel or PANEL
     options = options or {}
     specs = {name: resolve_spec(text) for name, text in panel.items()}
     rows = []
+    new = 0
     for item in plan(panel, budget, factor, synthetic):
         tier_options = options.get(item.tier, {})
         key = result_key(specs[item.layout], item.tier, item.budget, seed, _key_options(item.tier, tier_options))
         result = store.get(key)
         cached = result is not None
         if result is None:
+            if item.tier != "analytic":  # the analytic tier is free: never held back, never counted
+                if limit is not None and new >= limit:
+                    break
+                new += 1
             result = evaluate(specs[item.layout], item.tier, item.budget, seed, progress=progress, **tier_options)
             store.put(key, result, layout=item.layout, tier=item.tier, budget=item.budget)
         if on_result:
