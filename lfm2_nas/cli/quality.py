@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from lfm2_nas.cli.output import Format, emit
+from lfm2_nas.quality.scaling import ScaleRule, proxy_spec
 
 app = typer.Typer(help="Quality proxies: analytic, synthetic-task and real-text scores of a layout.", no_args_is_help=True)
 
@@ -32,11 +33,8 @@ class Tier(str, Enum):
     text = "text"
 
 
-def _options(tier: str, corpus: list[Path] | None, tokenizer: str, width: int, head_dim: int) -> dict[str, Any]:
+def _options(tier: str, corpus: list[Path] | None, tokenizer: str, rule: ScaleRule) -> dict[str, Any]:
     """Keyword options of ``evaluate`` for ``tier`` built from the command line."""
-    from lfm2_nas.quality.scaling import ScaleRule
-
-    rule = ScaleRule(hidden_size=width, head_dim=head_dim or None)
     if tier == "text":
         from lfm2_nas.quality.corpus import load_corpus
         from lfm2_nas.quality.text import TextConfig
@@ -48,6 +46,16 @@ def _options(tier: str, corpus: list[Path] | None, tokenizer: str, width: int, h
 
         return {"config": SyntheticConfig(rule=rule)}
     return {}
+
+
+def _read_panel(path: Path) -> dict[str, str]:
+    try:
+        panel = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"panel file {path} is not valid JSON: {err}") from None
+    if not isinstance(panel, dict) or len(panel) < 3 or not all(isinstance(v, str) for v in panel.values()):
+        raise ValueError(f"panel file {path} must hold a JSON object of at least 3 entries {{name: layout}}")
+    return panel
 
 
 @app.command("run")
@@ -68,7 +76,10 @@ def run(
     from lfm2_nas.resolve import resolve_spec
 
     layout = resolve_spec(spec)
-    options = _options(tier.value, corpus, tokenizer, proxy_width, proxy_head_dim)
+    rule = ScaleRule(hidden_size=proxy_width, head_dim=proxy_head_dim or None)
+    if tier is not Tier.analytic:
+        proxy_spec(layout, 2, rule)  # an unscalable spec fails before any text is loaded
+    options = _options(tier.value, corpus, tokenizer, rule)
     if tier is not Tier.analytic:
         options["progress"] = not quiet
     result = evaluate(layout, tier.value, budget=budget, seed=seed, **options)
@@ -95,6 +106,7 @@ def validate(
     tokenizer: TokenizerOption = "bpe-4096",
     proxy_width: WidthOption = 128,
     proxy_head_dim: HeadDimOption = 16,
+    panel: Annotated[Path | None, typer.Option("--panel", help="JSON object {name: layout} to use instead of the fixed panel")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="stop after this many new evaluations (exit 3); rerun to go on")] = None,
     quiet: QuietOption = False,
     fmt: FormatOption = Format.table,
@@ -114,15 +126,17 @@ def validate(
     from lfm2_nas.quality.store import ResultStore
     from lfm2_nas.quality.validate import PANEL, plan, rank_correlations, run_validation, score_table
 
+    layouts = _read_panel(panel) if panel else PANEL
     tiers = ("text", "synthetic") if synthetic else ("text",)
-    options = {t: _options(t, corpus, tokenizer, proxy_width, proxy_head_dim) for t in tiers}
+    rule = ScaleRule(hidden_size=proxy_width, head_dim=proxy_head_dim or None)
+    options = {t: _options(t, corpus, tokenizer, rule) for t in tiers}
 
     def report(item, result, cached) -> None:
         status = "cached" if cached else f"{result.seconds:.0f} s"
         outcome = f"{result.score:.4f} {result.metric}" if result.ok else f"FAILED: {result.reason}"
         typer.echo(f"{item.layout:>16} {item.column:>13}: {outcome} ({status})", err=True)
 
-    rows = run_validation(ResultStore(out / "results.jsonl"), budget=budget, factor=factor, seed=seed,
+    rows = run_validation(ResultStore(out / "results.jsonl"), panel=layouts, budget=budget, factor=factor, seed=seed,
                           synthetic=synthetic, options=options, on_result=report, progress=not quiet, limit=limit)
     scores, correlations = score_table(rows), rank_correlations(rows)
     scores.to_csv(out / "scores.csv", float_format="%.6g")
@@ -136,7 +150,7 @@ def validate(
                "spearman_text_budgets": float(headline.spearman.iloc[0]) if len(headline) else None,
                "kendall_text_budgets": float(headline.kendall.iloc[0]) if len(headline) else None}
     summary["goal_met"] = summary["spearman_text_budgets"] is not None and summary["spearman_text_budgets"] >= 0.8
-    summary["complete"] = len(rows) == len(plan(PANEL, budget, factor, synthetic))
+    summary["complete"] = len(rows) == len(plan(layouts, budget, factor, synthetic))
     if fmt is Format.json:
         emit({"scores": json.loads(scores.reset_index().to_json(orient="records")),
               "correlations": correlations.to_dict(orient="records"), "summary": summary}, fmt)
