@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per implementation")
     parser.add_argument("--steps", type=int, default=20, help="decode steps per round")
     parser.add_argument("--warmup", type=int, default=2, help="decode steps dropped at the start of a round")
+    parser.add_argument("--ordinary-pages-too", action="store_true",
+                        help="CPU: also time a copy of our model whose weights are in ordinary 4 KiB pages")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="folder for results.jsonl and decode_steps.csv")
     return parser.parse_args(argv)
@@ -77,6 +79,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's l
 from lfm2_nas import cost  # noqa: E402
 from lfm2_nas.generation import decode_step, prefill  # noqa: E402
 from lfm2_nas.hf_config import hf_config_from_spec  # noqa: E402
+from lfm2_nas.hugepages import huge_page_bytes  # noqa: E402
 from lfm2_nas.model import LFM2Model, build_model, linear  # noqa: E402
 from lfm2_nas.registry import get_spec  # noqa: E402
 
@@ -233,9 +236,10 @@ class Ours:
 
     name = "lfm2_nas"
 
-    def __init__(self, model: LFM2Model, max_len: int) -> None:
+    def __init__(self, model: LFM2Model, max_len: int, name: str | None = None) -> None:
         self.model = model
         self.cache = model.new_cache(1, max_len)
+        self.name = name or self.name
 
     def prefill(self, ids: torch.Tensor) -> torch.Tensor:
         self.cache.reset()
@@ -369,11 +373,16 @@ def compare(args, rec: Recorder, device: str, dtype: torch.dtype, impls: list, s
 def run_cpu(args: argparse.Namespace, rec: Recorder) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     spec = get_spec(args.variant)
+    max_len = max(args.context + args.steps, *args.prefill)
     model = build_model(spec, dtype=torch.float32, seed=args.seed)
     reference = reference_from(model)
-    impls = [Ours(model, max(args.context + args.steps, *args.prefill)), Reference(reference)]
+    impls = [Ours(model, max_len), Reference(reference)]
+    if args.ordinary_pages_too:  # the same weights, placed by torch's allocator like the reference's
+        os.environ["LFM2_NAS_HUGEPAGES"] = "0"
+        impls.append(Ours(build_model(spec, dtype=torch.float32, seed=args.seed), max_len, "lfm2_nas_ordinary_pages"))
+        del os.environ["LFM2_NAS_HUGEPAGES"]
     generator = torch.Generator().manual_seed(args.seed)
-    check = torch.randint(0, spec.vocab_size, (1, 32), generator=generator)
+    check = torch.randint(0, spec.vocab_size, (1, min(32, max_len)), generator=generator)
     parity = (impls[0].prefill(check) - impls[1].prefill(check)).abs().max().item()
     rec.emit({
         "kind": "setup", "device": "cpu", "variant": args.variant, "dtype": "float32", "threads": args.threads,
@@ -381,6 +390,7 @@ def run_cpu(args: argparse.Namespace, rec: Recorder) -> dict[str, Any]:
         "reference_attention": reference.config._attn_implementation,
         "reference_file_backed_weight_bytes": file_backed_bytes(reference),
         "ours_file_backed_weight_bytes": file_backed_bytes(model),
+        "huge_page_weight_bytes": {impl.name: huge_page_bytes(impl.model.parameters()) for impl in impls},
         "last_logits_max_abs_diff": parity,
     })
     probe = BandwidthProbe("cpu", 1 << 30, list(model.parameters()), cpu_timer)

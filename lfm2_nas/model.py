@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lfm2_nas.cache import HybridCache
+from lfm2_nas.hugepages import allocate_parameters
 from lfm2_nas.spec import ATTENTION, ModelSpec
 
 _INIT_STD = 0.02  # the reference's initializer_range
@@ -281,6 +282,7 @@ def build_model(
     device: torch.device | str | None = None,
     seed: int = 0,
 ) -> LFM2Model:
-    """A randomly initialised model for ``spec``, allocated directly at ``dtype`` on ``device``."""
-    model = LFM2Model(spec, dtype=dtype or torch.float32, device=device)
+    """A randomly initialised model for ``spec`` at ``dtype`` on ``device`` (weights in huge pages on
+    a Linux CPU, see :mod:`lfm2_nas.hugepages`)."""
+    model = allocate_parameters(LFM2Model(spec, dtype=dtype or torch.float32, device="meta"), device)
     return init_weights(model, seed).eval()
