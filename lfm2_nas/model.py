@@ -3,10 +3,11 @@
 Parameter names equal the reference checkpoint's (``model.layers.{i}.conv.in_proj.weight`` ...), so
 loading HF weights is a key lookup. Reference: transformers ``models/lfm2/modeling_lfm2.py``.
 
-On CPU, inference-mode projections go through oneDNN's linear kernel
+On CPU, inference-mode projections with large fp32 weights go through oneDNN's linear kernel
 (``torch.ops.mkldnn._linear_pointwise``, the op inductor itself emits for CPU linears): for the
 matrix-vector products of decode it reads weights markedly faster than ``F.linear``'s MKL GEMM and
-uses both cores (see ``benchmarks/decode_speed.py``). Training and other devices use ``F.linear``.
+it is faster at prefill's row counts too (``benchmarks/linear_kernels.py``). Small weights,
+training and other devices use ``F.linear``.
 """
 
 from __future__ import annotations
@@ -23,13 +24,18 @@ _INIT_STD = 0.02  # the reference's initializer_range
 
 
 _ONEDNN = torch.backends.mkldnn.is_available()
+# Below this many weight elements (1 MiB in fp32) oneDNN's per-call cost (a parallel region on
+# every call) outweighs its faster streaming and F.linear wins: proxy-sized models stay on MKL.
+ONEDNN_MIN_WEIGHT_NUMEL = 1 << 18
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x W^T (+ b)``: oneDNN on CPU when no gradient is needed, ``F.linear`` otherwise."""
+    """``x W^T (+ b)``: oneDNN for large fp32 weights on CPU when no gradient is needed,
+    ``F.linear`` otherwise (see ``benchmarks/linear_kernels.py``)."""
     if (
         _ONEDNN
         and x.device.type == "cpu"
+        and weight.numel() >= ONEDNN_MIN_WEIGHT_NUMEL
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
         and weight.is_contiguous()
         and x.dtype == weight.dtype == torch.float32  # bf16 needs CPU support oneDNN may lack
