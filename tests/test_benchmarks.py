@@ -1,0 +1,71 @@
+"""The speed benchmark's instruments against known quantities (the benchmark itself is not a test)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from lfm2_nas.model import build_model
+from lfm2_nas.spec import ModelSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+decode_speed = _load("decode_speed")
+
+
+def test_summarize_times_in_milliseconds():
+    stats = decode_speed.summarize_times([0.005, 0.001, 0.004, 0.002, 0.003])
+    assert stats == {"n": 5, "median_ms": 3.0, "p10_ms": 1.0, "p90_ms": 5.0, "min_ms": 1.0, "max_ms": 5.0}
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps")
+def test_file_backed_bytes_tells_a_mapped_checkpoint_from_process_memory(tmp_path):
+    module = nn.Linear(256, 256, bias=False)
+    torch.save(module.state_dict(), tmp_path / "w.pt")
+    assert decode_speed.file_backed_bytes(module) == 0
+    mapped = torch.load(tmp_path / "w.pt", mmap=True, weights_only=True)["weight"]
+    module.weight = nn.Parameter(mapped, requires_grad=False)  # the memory-mapped trap of lfm2.md section 3
+    assert decode_speed.file_backed_bytes(module) == 256 * 256 * 4
+
+
+def test_bandwidth_probe_samples_every_kernel():
+    weights = [torch.randn(64, 64) for _ in range(3)]
+    probe = decode_speed.BandwidthProbe("cpu", 8 << 20, weights, decode_speed.cpu_timer)
+    for _ in range(2):
+        probe.sample(passes=1)
+    record = probe.record()
+    assert record["samples"] == 2 and record["buffer_bytes"] == 8 << 20
+    assert set(record["best_bytes_per_s_by_kernel"]) == {"sum", "amax", "model_matvec", "weights_sum", "dot_of_halves"}
+    assert record["bytes_per_s"] == max(record["best_bytes_per_s_by_kernel"].values()) > 0
+
+
+def test_ours_and_reference_agree_inside_the_benchmark():
+    spec = ModelSpec.from_pattern("CAC", vocab_size=50, hidden_size=32, num_heads=4, num_kv_heads=2, ff_dim=40)
+    model = build_model(spec)
+    ours, reference = decode_speed.Ours(model, 16), decode_speed.Reference(decode_speed.reference_from(model))
+    assert reference.model.config._attn_implementation == "sdpa"
+    ids = torch.tensor([[1, 2, 3, 4]])
+    a, b = ours.prefill(ids), reference.prefill(ids)
+    for _ in range(3):
+        assert (a - b).abs().max() <= 1e-5
+        token = a.argmax(-1, keepdim=True)
+        a, b = ours.step(token), reference.step(token)
+
+
+def test_write_results_is_complete_jsonl(tmp_path):
+    decode_speed.write_results(tmp_path, [{"kind": "a"}, {"kind": "summary"}], [("cpu", "x", 0, 1, 2.5)])
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert [json.loads(line)["kind"] for line in lines] == ["a", "summary"]
+    assert (tmp_path / "decode_steps.csv").read_text() == "device,impl,round,step,ms\ncpu,x,0,1,2.5000\n"
+    assert not list(tmp_path.glob(".*.tmp"))
