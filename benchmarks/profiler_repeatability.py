@@ -54,6 +54,8 @@ def main() -> None:
                 "decode_bandwidth_fraction": result.roofline()["decode_bandwidth_fraction"],
                 "peak_bytes": result.peak_bytes,
                 "threads": result.environment.get("torch_num_threads"),
+                "other_cpu_cores": result.environment.get("other_cpu_cores"),
+                "busy": result.busy,
             }
             runs.append(run)
             print(json.dumps(run), flush=True)
@@ -71,6 +73,7 @@ def main() -> None:
         "prefill_ms_cv": statistics.stdev(prefill) / statistics.mean(prefill),
         "target_cv": args.target_cv,
         "target_met": cv <= args.target_cv,
+        "busy_repeats": sum(r["busy"] for r in runs),  # repeats during which other processes used > 0.25 cores
     }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ import pytest
 from lfm2_nas import cost, get_spec
 from lfm2_nas.profiler import ProfileResult, ResultStore, TimingConfig, UnsupportedDtypeError, Workload, profile_layout
 from lfm2_nas.profiler import layout as layout_module
+from lfm2_nas.profiler.runner import ChildOutcome
 from profiler_support import fake_cpu_profile
 
 FAST = TimingConfig(warmup=1, min_count=3, min_duration_s=0.0)
@@ -75,3 +76,13 @@ def test_a_dtype_the_device_only_emulates_is_refused_or_loudly_marked(profiled):
         result = profile_layout("lfm2-tiny", bf16, hardware, timing=FAST, store=store, allow_emulated=True)
     assert result.ok and not result.dtype_native and result.to_row()["dtype_native"] is False
     assert result.to_row()["dtype"] == "bfloat16"
+
+
+def test_rows_measured_on_a_busy_machine_are_flagged_and_retried_on_request(profiled, monkeypatch):
+    hardware, store, first = profiled
+    store.append({**first.to_row(), "other_cpu_cores": 1.2, "busy": True})
+    cached = profile_layout("lfm2-tiny", WORKLOAD, hardware, timing=FAST, store=store)
+    assert cached.cached and cached.busy
+    monkeypatch.setattr(layout_module, "run_in_child", lambda *a, **k: ChildOutcome(False, reason="stub: measured"))
+    again = profile_layout("lfm2-tiny", WORKLOAD, hardware, timing=FAST, store=store, retry_failed=True)
+    assert not again.cached and again.reason == "stub: measured"

@@ -68,7 +68,7 @@ def profile_layout(
     ``hardware``: the device's profile (loaded or measured when None). Results are cached in
     ``store`` (default :func:`default_store`) by (spec, hardware, workload, timing, cache fill); a
     cached row is returned without measuring (``result.cached``) unless ``use_cache`` is False, or it
-    failed and ``retry_failed`` is set. Failures (out of memory, timeout, crash) come back as
+    failed or was measured on a busy machine and ``retry_failed`` is set. Failures (out of memory, timeout, crash) come back as
     ``ok=False`` with a ``reason`` and are cached too. ``memory_limit_bytes`` caps the measuring
     process's memory above its start-up size. Raises :class:`UnsupportedDtypeError` for an emulated
     dtype unless ``allow_emulated``.
@@ -88,7 +88,7 @@ def profile_layout(
         store = ResultStore(store) if store is not None else default_store(hardware)
     key = result_key(spec, workload, hardware.slug, timing, cache_fill, memory_limit_bytes)
     cached = store.get(key) if use_cache else None
-    if cached is not None and (cached["ok"] or not retry_failed):
+    if cached is not None and ((cached["ok"] and not cached.get("busy")) or not retry_failed):
         return ProfileResult.from_row(cached)
 
     result = ProfileResult(
@@ -116,6 +116,9 @@ def profile_layout(
         prediction = predicted_memory(spec, workload.prompt_len, workload.batch, workload.max_len, workload.dtype)
         result.memory = MemoryReport(**value["memory"], **prediction)
         result.environment.update(value["environment"])
+        if result.busy:
+            log.warning("machine busy while profiling %s: other processes used %.2f CPU cores; timings are "
+                        "not trustworthy (use flock -x on shared machines)", label, result.environment["other_cpu_cores"])
     else:
         result.reason = outcome.reason
         log.warning("profile of %s on %s failed: %s", label, workload, outcome.reason)

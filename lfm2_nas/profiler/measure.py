@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lfm2_nas.profiler.contention import OtherCpuMeter
 from lfm2_nas.profiler.memory import MemoryProbe
 from lfm2_nas.profiler.timing import TimingConfig, sample_ms
 from lfm2_nas.profiler.workload import Workload
@@ -60,6 +61,7 @@ def measure_layout(spec: dict[str, Any], workload: dict[str, Any], timing: dict[
         cache.seq_len = wl.context_depth
         cache.position.fill_(wl.context_depth)
 
+    meter = OtherCpuMeter()
     decode_ms, decode_act, decode_peak = probe.phase(
         lambda: sample_ms(lambda: decode_step(model, token, cache), config, setup=rewind, device=device)
     )
@@ -67,6 +69,7 @@ def measure_layout(spec: dict[str, Any], workload: dict[str, Any], timing: dict[
         lambda: sample_ms(lambda: prefill(model, prompt, cache), config, setup=cache.reset, device=device)
     )
     peaks += [decode_peak, prefill_peak]
+    environment = {**_environment(torch, device), "other_cpu_cores": meter.other_cores()}
     return {
         "prefill_ms": prefill_ms,
         "decode_ms": decode_ms,
@@ -81,7 +84,7 @@ def measure_layout(spec: dict[str, Any], workload: dict[str, Any], timing: dict[
             "process_peak_bytes": max(peaks),
             "reserved_peak_bytes": probe.peak_reserved_bytes(),
         },
-        "environment": _environment(torch, device),
+        "environment": environment,
     }
 
 

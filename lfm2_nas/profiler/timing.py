@@ -59,6 +59,26 @@ def sample_ms(
     return samples
 
 
+def wall_ms_per_call(fn: Callable[[], object], calls: int, device: str = "cpu") -> float:
+    """Host-clock milliseconds per call over ``calls`` back-to-back calls, the device synchronised
+    before and after: the independent reference that CUDA-event samples are checked against."""
+    sync = _synchronize(device)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    sync()
+    return (time.perf_counter() - t0) * 1e3 / calls
+
+
+def _synchronize(device: str) -> Callable[[], None]:
+    if not device.startswith("cuda"):
+        return lambda: None
+    import torch
+
+    return torch.cuda.synchronize
+
+
 def _cpu_timed(fn: Callable[[], object]) -> float:
     t0 = time.perf_counter()
     fn()
