@@ -86,3 +86,26 @@ def test_rows_measured_on_a_busy_machine_are_flagged_and_retried_on_request(prof
     monkeypatch.setattr(layout_module, "run_in_child", lambda *a, **k: ChildOutcome(False, reason="stub: measured"))
     again = profile_layout("lfm2-tiny", WORKLOAD, hardware, timing=FAST, store=store, retry_failed=True)
     assert not again.cached and again.reason == "stub: measured"
+
+
+def test_several_processes_pool_their_samples(profiled, monkeypatch):
+    hardware, store, first = profiled
+    child = {
+        "memory": {k: v for k, v in first.memory.to_flat().items() if not k.endswith(("_pred", "_error"))},
+        "environment": {"torch_version": "x", "cuda_version": None, "gpu_name": None},
+    }
+    child["memory"]["method"] = child["memory"].pop("memory_method")
+    values = iter([
+        {**child, "prefill_ms": [10.0, 12.0], "decode_ms": [1.0, 1.0, 1.0],
+         "environment": {**child["environment"], "other_cpu_cores": 0.0}},
+        {**child, "prefill_ms": [14.0, 16.0], "decode_ms": [2.0, 2.0, 2.0],
+         "environment": {**child["environment"], "other_cpu_cores": 0.5}},
+    ])
+    monkeypatch.setattr(layout_module, "run_in_child", lambda *a, **k: ChildOutcome(True, next(values), threads={}))
+    timing = TimingConfig(warmup=1, min_count=3, min_duration_s=0.0, processes=2)
+    result = profile_layout("lfm2-tiny", WORKLOAD, hardware, timing=timing, store=store)
+    assert result.prefill_ms.samples == (10.0, 12.0, 14.0, 16.0) and result.prefill_ms.median == 13.0
+    assert result.decode_ms_per_token.count == 6 and result.decode_ms_per_token.median == 1.5
+    assert result.environment["decode_ms_process_medians"] == [1.0, 2.0]
+    assert result.busy  # the busier process decides
+    assert result.key != first.key  # the number of processes is part of the cache key

@@ -45,6 +45,7 @@ def run(
     warmup: Annotated[int, typer.Option(help="untimed calls before sampling")] = 2,
     min_count: Annotated[int, typer.Option(help="at least this many samples per phase")] = 10,
     min_duration_s: Annotated[float, typer.Option(help="and at least this many seconds per phase")] = 1.0,
+    processes: Annotated[int, typer.Option(help="independent measuring processes, samples pooled")] = 1,
     cache_fill: Annotated[str, typer.Option(help="fill the decode cache: synthetic or prefill")] = "synthetic",
     remeasure: Annotated[bool, typer.Option("--remeasure", help="ignore cached results")] = False,
     allow_emulated: Annotated[bool, typer.Option("--allow-emulated", help="measure a non-native dtype anyway")] = False,
@@ -60,7 +61,7 @@ def run(
     layouts = [(text, resolve_spec(text)) for text in specs]  # fail on a bad spec before measuring anything
     workloads = [Workload(p, d, batch=b, dtype=dtype, device=device, threads=threads)
                  for p in prompt_len for d in depth for b in batch]
-    timing = TimingConfig(warmup=warmup, min_count=min_count, min_duration_s=min_duration_s)
+    timing = TimingConfig(warmup=warmup, min_count=min_count, min_duration_s=min_duration_s, processes=processes)
     hardware = load_or_measure_hardware(device)
     results = [
         profile_layout(spec, wl, hardware, timing=timing, cache_fill=cache_fill, use_cache=not remeasure,

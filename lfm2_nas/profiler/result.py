@@ -21,6 +21,7 @@ BUSY_OTHER_CORES = 0.25
 ENVIRONMENT_COLUMNS = (
     "measured_at", "other_cpu_cores", "python_version", "torch_version", "cuda_version", "cpu_model", "gpu_name",
     "threads_requested", "torch_num_threads", "omp_num_threads", "mkl_num_threads", "openblas_num_threads",
+    "prefill_ms_process_medians", "decode_ms_process_medians",
 )
 
 
@@ -158,7 +159,8 @@ class ProfileResult:
             label=row["layout"],
             spec=spec,
             workload=Workload.from_dict(row),
-            timing=TimingConfig(warmup=row["warmup"], min_count=row["min_count"], min_duration_s=row["min_duration_s"]),
+            timing=TimingConfig(warmup=row["warmup"], min_count=row["min_count"], min_duration_s=row["min_duration_s"],
+                                processes=row.get("processes", 1)),
             cache_fill=row["cache_fill"],
             ok=bool(row["ok"]),
             reason=row.get("reason"),

@@ -20,11 +20,15 @@ class TimingConfig:
 
     ``warmup`` untimed calls with the same shapes first; then samples until at least ``min_count``
     samples were taken AND at least ``min_duration_s`` seconds passed, whichever comes last.
+    ``processes``: that many independent measuring processes, their samples pooled. A fresh process
+    gets a fresh memory placement; on machines where that moves decode speed (shared VMs: tens of
+    percent between processes here), pooling several is what makes a figure repeatable.
     """
 
     warmup: int = 2
     min_count: int = 10
     min_duration_s: float = 1.0
+    processes: int = 1
 
     def __post_init__(self) -> None:
         if self.warmup < 0:
@@ -33,6 +37,8 @@ class TimingConfig:
             raise ValueError(f"min_count must be >= 1, got {self.min_count}")
         if self.min_duration_s < 0:
             raise ValueError(f"min_duration_s must be >= 0, got {self.min_duration_s}")
+        if self.processes < 1:
+            raise ValueError(f"processes must be >= 1, got {self.processes}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
