@@ -30,14 +30,16 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--min-count", type=int, default=30)
-    parser.add_argument("--min-duration-s", type=float, default=3.0)
+    parser.add_argument("--min-duration-s", type=float, default=5.0)
+    parser.add_argument("--processes", type=int, default=1, help="measuring processes pooled per profile")
     parser.add_argument("--target-cv", type=float, default=0.03)
     parser.add_argument("--out", type=Path, default=None, help="also write the whole report as JSON here")
     args = parser.parse_args()
 
     hardware = load_or_measure_hardware(args.device)
     workload = Workload(args.prompt_len, args.depth, dtype=args.dtype, device=args.device, threads=args.threads)
-    timing = TimingConfig(warmup=3, min_count=args.min_count, min_duration_s=args.min_duration_s)
+    timing = TimingConfig(warmup=3, min_count=args.min_count, min_duration_s=args.min_duration_s,
+                          processes=args.processes)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
@@ -68,6 +70,7 @@ def main() -> None:
         "workload": workload.resolved().to_dict(),
         "hardware": hardware.label,
         "repeats": args.repeats,
+        "timing": timing.to_dict(),
         "decode_ms_per_token_mean": statistics.mean(decode),
         "decode_ms_per_token_cv": cv,
         "prefill_ms_cv": statistics.stdev(prefill) / statistics.mean(prefill),

@@ -20,9 +20,10 @@ class TimingConfig:
 
     ``warmup`` untimed calls with the same shapes first; then samples until at least ``min_count``
     samples were taken AND at least ``min_duration_s`` seconds passed, whichever comes last.
-    ``processes``: that many independent measuring processes, their samples pooled. A fresh process
-    gets a fresh memory placement; on machines where that moves decode speed (shared VMs: tens of
-    percent between processes here), pooling several is what makes a figure repeatable.
+    ``processes``: that many independent measuring processes, their samples pooled (as pyperf
+    does). Each process gets its own memory placement and its own stretch of time; on a shared VM
+    whose memory-bound speed drifts by 10-20% over seconds, spreading a figure over several
+    processes is what makes it repeatable.
     """
 
     warmup: int = 2
