@@ -37,7 +37,7 @@ def test_a_profile_measures_both_phases_with_stats_memory_and_roofline(profiled)
         cost.prefill_flops(spec, 16, 1) / (row["prefill_ms_median"] / 1e3) / 100e9
     )
     memory = result.memory
-    assert memory.weights_bytes_pred == cost.weight_bytes(spec) and memory.cache_bytes_pred == cost.cache_bytes(spec, 41)
+    assert memory.weights_bytes_pred == cost.weight_bytes(spec) and memory.cache_bytes_pred == cost.cache_bytes(spec, 43)
     assert memory.peak_bytes >= memory.weights_bytes > 0 and memory.baseline_bytes > 0
     assert result.peak_bytes == memory.peak_bytes
     assert row["threads_requested"] == 1 and row["torch_num_threads"] == 1 and row["omp_num_threads"] == "1"

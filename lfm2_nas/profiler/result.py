@@ -19,7 +19,7 @@ SPEC_PREFIX = "spec_"
 BUSY_OTHER_CORES = 0.25
 #: Environment columns of a row (filled by the profiler; kept when a cached row is read back).
 ENVIRONMENT_COLUMNS = (
-    "measured_at", "other_cpu_cores", "python_version", "torch_version", "cuda_version", "cpu_model", "gpu_name",
+    "measured_at", "decode_path", "other_cpu_cores", "python_version", "torch_version", "cuda_version", "cpu_model", "gpu_name",
     "threads_requested", "torch_num_threads", "omp_num_threads", "mkl_num_threads", "openblas_num_threads",
     "prefill_ms_process_medians", "decode_ms_process_medians",
 )
