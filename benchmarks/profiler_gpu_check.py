@@ -38,7 +38,7 @@ def timing_check() -> dict:
     import torch
 
     from lfm2_nas.profiler.stats import summarize
-    from lfm2_nas.profiler.timing import sample_ms
+    from lfm2_nas.profiler.timing import sample_ms, wall_ms_per_call
 
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
 
@@ -47,12 +47,7 @@ def timing_check() -> dict:
             a @ a
 
     work()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(10):
-        work()
-    torch.cuda.synchronize()
-    host_ms = (time.perf_counter() - start) * 1e3 / 10
+    host_ms = wall_ms_per_call(work, 10, device="cuda")
     events = summarize(sample_ms(work, TimingConfig(warmup=2, min_count=10, min_duration_s=0.5), device="cuda"))
     return {"check": "cuda_timing", "host_ms": host_ms, "event_ms_median": events.median,
             "relative_difference": events.median / host_ms - 1, "ok": abs(events.median / host_ms - 1) <= 0.10}

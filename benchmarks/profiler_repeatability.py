@@ -30,14 +30,16 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--min-count", type=int, default=30)
-    parser.add_argument("--min-duration-s", type=float, default=3.0)
+    parser.add_argument("--min-duration-s", type=float, default=5.0)
+    parser.add_argument("--processes", type=int, default=1, help="measuring processes pooled per profile")
     parser.add_argument("--target-cv", type=float, default=0.03)
     parser.add_argument("--out", type=Path, default=None, help="also write the whole report as JSON here")
     args = parser.parse_args()
 
     hardware = load_or_measure_hardware(args.device)
     workload = Workload(args.prompt_len, args.depth, dtype=args.dtype, device=args.device, threads=args.threads)
-    timing = TimingConfig(warmup=3, min_count=args.min_count, min_duration_s=args.min_duration_s)
+    timing = TimingConfig(warmup=3, min_count=args.min_count, min_duration_s=args.min_duration_s,
+                          processes=args.processes)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
@@ -54,6 +56,8 @@ def main() -> None:
                 "decode_bandwidth_fraction": result.roofline()["decode_bandwidth_fraction"],
                 "peak_bytes": result.peak_bytes,
                 "threads": result.environment.get("torch_num_threads"),
+                "other_cpu_cores": result.environment.get("other_cpu_cores"),
+                "busy": result.busy,
             }
             runs.append(run)
             print(json.dumps(run), flush=True)
@@ -66,11 +70,13 @@ def main() -> None:
         "workload": workload.resolved().to_dict(),
         "hardware": hardware.label,
         "repeats": args.repeats,
+        "timing": timing.to_dict(),
         "decode_ms_per_token_mean": statistics.mean(decode),
         "decode_ms_per_token_cv": cv,
         "prefill_ms_cv": statistics.stdev(prefill) / statistics.mean(prefill),
         "target_cv": args.target_cv,
         "target_met": cv <= args.target_cv,
+        "busy_repeats": sum(r["busy"] for r in runs),  # repeats during which other processes used > 0.25 cores
     }
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lfm2_nas.cli import app
+from lfm2_nas.cli import app, main
 from lfm2_nas.profiler import hardware as hardware_module
 from lfm2_nas.profiler.store import ResultStore
 from profiler_support import fake_cpu_profile
@@ -31,14 +31,18 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
         (["sweep", "no-such-sweep.toml"], "error: sweep file no-such-sweep.toml does not exist"),
     ],
 )
-def test_bad_input_prints_one_error_line_and_exits_2(args, message):
-    done = _cli(*args)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
-    assert done.stderr.startswith(message), done.stderr
+def test_bad_input_prints_one_error_line_and_exits_2(args, message, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["lfm2-nas", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [err.strip()]
+    assert err.startswith(message), err
 
 
 def test_a_malformed_sweep_file_is_one_line_too(tmp_path):
+    """In a real process: nothing but the one line reaches the terminal."""
     path = tmp_path / "bad.toml"
     path.write_text("variants = [\"lfm2-tiny\"]\n[workload]\nprompt_len = 8\ncontext_depth = 8\nthreds = 2\n")
     done = _cli("sweep", str(path))

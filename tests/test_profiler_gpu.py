@@ -1,7 +1,5 @@
 """GPU paths of the profiler: CUDA-event timing, GPU peak memory, a profile on CUDA (skipped without a GPU)."""
 
-import time
-
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -13,17 +11,12 @@ pytestmark = [
 
 def test_cuda_event_timing_agrees_with_the_host_clock_within_ten_percent():
     from lfm2_nas.profiler.stats import summarize
-    from lfm2_nas.profiler.timing import TimingConfig, sample_ms
+    from lfm2_nas.profiler.timing import TimingConfig, sample_ms, wall_ms_per_call
 
     def spin() -> None:
         torch.cuda._sleep(20_000_000)  # tens of milliseconds of GPU time, launched asynchronously
 
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(5):
-        spin()
-    torch.cuda.synchronize()
-    host_ms = (time.perf_counter() - start) * 1e3 / 5
+    host_ms = wall_ms_per_call(spin, 5, device="cuda")
     events = summarize(sample_ms(spin, TimingConfig(warmup=1, min_count=5, min_duration_s=0.0), device="cuda"))
     assert events.median == pytest.approx(host_ms, rel=0.10)
 

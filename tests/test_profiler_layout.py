@@ -5,6 +5,7 @@ import pytest
 from lfm2_nas import cost, get_spec
 from lfm2_nas.profiler import ProfileResult, ResultStore, TimingConfig, UnsupportedDtypeError, Workload, profile_layout
 from lfm2_nas.profiler import layout as layout_module
+from lfm2_nas.profiler.runner import ChildOutcome
 from profiler_support import fake_cpu_profile
 
 FAST = TimingConfig(warmup=1, min_count=3, min_duration_s=0.0)
@@ -36,7 +37,7 @@ def test_a_profile_measures_both_phases_with_stats_memory_and_roofline(profiled)
         cost.prefill_flops(spec, 16, 1) / (row["prefill_ms_median"] / 1e3) / 100e9
     )
     memory = result.memory
-    assert memory.weights_bytes_pred == cost.weight_bytes(spec) and memory.cache_bytes_pred == cost.cache_bytes(spec, 41)
+    assert memory.weights_bytes_pred == cost.weight_bytes(spec) and memory.cache_bytes_pred == cost.cache_bytes(spec, 43)
     assert memory.peak_bytes >= memory.weights_bytes > 0 and memory.baseline_bytes > 0
     assert result.peak_bytes == memory.peak_bytes
     assert row["threads_requested"] == 1 and row["torch_num_threads"] == 1 and row["omp_num_threads"] == "1"
@@ -75,3 +76,36 @@ def test_a_dtype_the_device_only_emulates_is_refused_or_loudly_marked(profiled):
         result = profile_layout("lfm2-tiny", bf16, hardware, timing=FAST, store=store, allow_emulated=True)
     assert result.ok and not result.dtype_native and result.to_row()["dtype_native"] is False
     assert result.to_row()["dtype"] == "bfloat16"
+
+
+def test_rows_measured_on_a_busy_machine_are_flagged_and_retried_on_request(profiled, monkeypatch):
+    hardware, store, first = profiled
+    store.append({**first.to_row(), "other_cpu_cores": 1.2, "busy": True})
+    cached = profile_layout("lfm2-tiny", WORKLOAD, hardware, timing=FAST, store=store)
+    assert cached.cached and cached.busy
+    monkeypatch.setattr(layout_module, "run_in_child", lambda *a, **k: ChildOutcome(False, reason="stub: measured"))
+    again = profile_layout("lfm2-tiny", WORKLOAD, hardware, timing=FAST, store=store, retry_failed=True)
+    assert not again.cached and again.reason == "stub: measured"
+
+
+def test_several_processes_pool_their_samples(profiled, monkeypatch):
+    hardware, store, first = profiled
+    child = {
+        "memory": {k: v for k, v in first.memory.to_flat().items() if not k.endswith(("_pred", "_error"))},
+        "environment": {"torch_version": "x", "cuda_version": None, "gpu_name": None},
+    }
+    child["memory"]["method"] = child["memory"].pop("memory_method")
+    values = iter([
+        {**child, "prefill_ms": [10.0, 12.0], "decode_ms": [1.0, 1.0, 1.0],
+         "environment": {**child["environment"], "other_cpu_cores": 0.0}},
+        {**child, "prefill_ms": [14.0, 16.0], "decode_ms": [2.0, 2.0, 2.0],
+         "environment": {**child["environment"], "other_cpu_cores": 0.5}},
+    ])
+    monkeypatch.setattr(layout_module, "run_in_child", lambda *a, **k: ChildOutcome(True, next(values), threads={}))
+    timing = TimingConfig(warmup=1, min_count=3, min_duration_s=0.0, processes=2)
+    result = profile_layout("lfm2-tiny", WORKLOAD, hardware, timing=timing, store=store)
+    assert result.prefill_ms.samples == (10.0, 12.0, 14.0, 16.0) and result.prefill_ms.median == 13.0
+    assert result.decode_ms_per_token.count == 6 and result.decode_ms_per_token.median == 1.5
+    assert result.environment["decode_ms_process_medians"] == [1.0, 2.0]
+    assert result.busy  # the busier process decides
+    assert result.key != first.key  # the number of processes is part of the cache key

@@ -31,6 +31,7 @@ def _rows(noise: float = 0.0, seed: int = 0) -> list[dict]:
                     **wl.to_dict(), "prefill_ms_median": times["prefill"], "decode_ms_median": times["decode"],
                 })
     rows.append({**rows[0], "ok": False, "prefill_ms_median": None, "decode_ms_median": None})  # failed: ignored
+    rows.append({**rows[1], "busy": True, "decode_ms_median": 1e6})  # measured on a busy machine: ignored
     return rows
 
 

@@ -37,3 +37,9 @@ def test_bad_settings_are_refused():
         TimingConfig(min_count=0)
     with pytest.raises(ValueError, match="warmup"):
         TimingConfig(warmup=-1)
+
+
+def test_the_host_clock_reference_measures_a_known_sleep():
+    from lfm2_nas.profiler.timing import wall_ms_per_call
+
+    assert wall_ms_per_call(lambda: time.sleep(0.01), 5) == pytest.approx(10.0, rel=0.10)

@@ -11,6 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from lfm2_nas.cli.output import Format, emit
+from lfm2_nas.profiler.result import BUSY_OTHER_CORES
 from lfm2_nas.units import format_bytes
 
 
@@ -44,6 +45,7 @@ def run(
     warmup: Annotated[int, typer.Option(help="untimed calls before sampling")] = 2,
     min_count: Annotated[int, typer.Option(help="at least this many samples per phase")] = 10,
     min_duration_s: Annotated[float, typer.Option(help="and at least this many seconds per phase")] = 1.0,
+    processes: Annotated[int, typer.Option(help="independent measuring processes, samples pooled")] = 1,
     cache_fill: Annotated[str, typer.Option(help="fill the decode cache: synthetic or prefill")] = "synthetic",
     remeasure: Annotated[bool, typer.Option("--remeasure", help="ignore cached results")] = False,
     allow_emulated: Annotated[bool, typer.Option("--allow-emulated", help="measure a non-native dtype anyway")] = False,
@@ -59,7 +61,7 @@ def run(
     layouts = [(text, resolve_spec(text)) for text in specs]  # fail on a bad spec before measuring anything
     workloads = [Workload(p, d, batch=b, dtype=dtype, device=device, threads=threads)
                  for p in prompt_len for d in depth for b in batch]
-    timing = TimingConfig(warmup=warmup, min_count=min_count, min_duration_s=min_duration_s)
+    timing = TimingConfig(warmup=warmup, min_count=min_count, min_duration_s=min_duration_s, processes=processes)
     hardware = load_or_measure_hardware(device)
     results = [
         profile_layout(spec, wl, hardware, timing=timing, cache_fill=cache_fill, use_cache=not remeasure,
@@ -85,7 +87,9 @@ def summary_row(row: dict[str, Any]) -> dict[str, Any]:
     def ms(value: Any) -> str:
         return "" if value is None else f"{value:.2f}"
 
-    flags = [name for name in ("prefill_ms", "decode_ms") if row.get(f"{name}_unstable")]
+    flags = [f"unstable {name}" for name in ("prefill_ms", "decode_ms") if row.get(f"{name}_unstable")]
+    if row.get("busy"):
+        flags.append(f"busy machine ({row['other_cpu_cores']:.1f} other cores)")
     return {
         "layout": row["layout"],
         "prompt": row["prompt_len"],
@@ -98,7 +102,7 @@ def summary_row(row: dict[str, Any]) -> dict[str, Any]:
         "peak_pred_err": pct(row.get("peak_bytes_error")),
         "prefill_flops": pct(row.get("prefill_flops_fraction")),
         "decode_bw": pct(row.get("decode_bandwidth_fraction")),
-        "note": row["reason"] if not row["ok"] else ("unstable: " + ",".join(flags) if flags else ""),
+        "note": row["reason"] if not row["ok"] else "; ".join(flags),
     }
 
 
@@ -160,4 +164,12 @@ def hardware(
         "read_bandwidth": f"{format_bytes(profile.read_bandwidth_bytes_per_s)}/s",
         **{f"matmul_{k}": f"{v / 1e9:.1f} GFLOP/s" + ("" if profile.is_native(k) else " (not native: refused)")
            for k, v in profile.matmul_flops_per_s.items()},
+        "other_cpu_cores": _busy_note(profile.details.get("other_cpu_cores")),
     }, fmt)
+
+
+def _busy_note(other: float | None) -> str:
+    if other is None:
+        return "not recorded"
+    note = f"{other:.2f} (CPU cores other processes used while measuring)"
+    return note + "  WARNING: busy machine, measure again with --remeasure" if other > BUSY_OTHER_CORES else note

@@ -13,7 +13,9 @@ from lfm2_nas.cli.profile import summary_row
 
 def sweep(
     file: Annotated[Path, typer.Argument(help="sweep file (TOML), e.g. experiments/sweeps/example.toml")],
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="measure failed rows again")] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="measure failed rows and rows measured on a busy machine again")
+    ] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="progress bar on stderr")] = True,
     fmt: Annotated[Format, typer.Option("--format", help="table for people, json for machines")] = Format.table,
 ) -> None:
@@ -28,7 +30,10 @@ def sweep(
         emit([summary_row(r) for r in outcome.rows], fmt)
         typer.echo(
             f"{len(outcome.rows)} rows: {outcome.measured} measured, {outcome.cached} cached, "
-            f"{outcome.failed} failed ({outcome.refused} refused); results in {plan.out_dir}/"
+            f"{outcome.failed} failed ({outcome.refused} refused), {outcome.busy} measured on a busy machine; "
+            f"results in {plan.out_dir}/"
         )
+        if outcome.busy:
+            typer.echo("busy rows are not trustworthy: run again with --retry-failed when the machine is quiet")
     if outcome.failed:
         raise typer.Exit(1)

@@ -68,7 +68,7 @@ def profile_layout(
     ``hardware``: the device's profile (loaded or measured when None). Results are cached in
     ``store`` (default :func:`default_store`) by (spec, hardware, workload, timing, cache fill); a
     cached row is returned without measuring (``result.cached``) unless ``use_cache`` is False, or it
-    failed and ``retry_failed`` is set. Failures (out of memory, timeout, crash) come back as
+    failed or was measured on a busy machine and ``retry_failed`` is set. Failures (out of memory, timeout, crash) come back as
     ``ok=False`` with a ``reason`` and are cached too. ``memory_limit_bytes`` caps the measuring
     process's memory above its start-up size. Raises :class:`UnsupportedDtypeError` for an emulated
     dtype unless ``allow_emulated``.
@@ -88,7 +88,7 @@ def profile_layout(
         store = ResultStore(store) if store is not None else default_store(hardware)
     key = result_key(spec, workload, hardware.slug, timing, cache_fill, memory_limit_bytes)
     cached = store.get(key) if use_cache else None
-    if cached is not None and (cached["ok"] or not retry_failed):
+    if cached is not None and ((cached["ok"] and not cached.get("busy")) or not retry_failed):
         return ProfileResult.from_row(cached)
 
     result = ProfileResult(
@@ -98,7 +98,12 @@ def profile_layout(
         peak_flops_per_s=hardware.peak_flops(workload.dtype),
     )
     kwargs = {"spec": spec.to_dict(), "workload": workload.to_dict(), "timing": timing.to_dict(), "cache_fill": cache_fill}
-    outcome = run_in_child("lfm2_nas.profiler.measure:measure_layout", kwargs, workload.threads, timeout_s, memory_limit_bytes)
+    outcomes = []
+    for _ in range(timing.processes):
+        outcomes.append(run_in_child("lfm2_nas.profiler.measure:measure_layout", kwargs, workload.threads, timeout_s,
+                                     memory_limit_bytes))
+        if not outcomes[-1].ok:
+            break
     result.environment = {
         "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "python_version": platform.python_version(),
@@ -106,18 +111,31 @@ def profile_layout(
         "cuda_version": hardware.cuda_version,
         "cpu_model": hardware.cpu_model,
         "gpu_name": hardware.gpu_name,
-        **outcome.threads,
+        **outcomes[0].threads,
     }
-    if outcome.ok:
-        value = outcome.value
-        result.ok = True
-        result.prefill_ms = summarize(value["prefill_ms"])
-        result.decode_ms_per_token = summarize(value["decode_ms"])
-        prediction = predicted_memory(spec, workload.prompt_len, workload.batch, workload.max_len, workload.dtype)
-        result.memory = MemoryReport(**value["memory"], **prediction)
-        result.environment.update(value["environment"])
+    if outcomes[-1].ok:
+        _pool(result, [o.value for o in outcomes])
+        if result.busy:
+            log.warning("machine busy while profiling %s: other processes used %.2f CPU cores; timings are "
+                        "not trustworthy (use flock -x on shared machines)", label, result.environment["other_cpu_cores"])
     else:
-        result.reason = outcome.reason
-        log.warning("profile of %s on %s failed: %s", label, workload, outcome.reason)
+        result.reason = outcomes[-1].reason
+        log.warning("profile of %s on %s failed: %s", label, workload, result.reason)
     store.append(result.to_row())
     return result
+
+
+def _pool(result: ProfileResult, values: list[dict]) -> None:
+    """Fill ``result`` from one or more measuring processes: samples pooled, memory from the first
+    process, the busiest process's contention figure, and each process's medians kept."""
+    result.ok = True
+    result.prefill_ms = summarize([ms for v in values for ms in v["prefill_ms"]])
+    result.decode_ms_per_token = summarize([ms for v in values for ms in v["decode_ms"]])
+    wl = result.workload
+    prediction = predicted_memory(result.spec, wl.prompt_len, wl.batch, wl.max_len, wl.dtype)
+    result.memory = MemoryReport(**values[0]["memory"], **prediction)
+    result.environment.update(values[0]["environment"])
+    result.environment["other_cpu_cores"] = max(v["environment"]["other_cpu_cores"] for v in values)
+    if len(values) > 1:
+        result.environment["prefill_ms_process_medians"] = [summarize(v["prefill_ms"]).median for v in values]
+        result.environment["decode_ms_process_medians"] = [summarize(v["decode_ms"]).median for v in values]

@@ -4,13 +4,18 @@ Order of events, each memory figure taken after freed memory was handed back:
 
 1. baseline: the process after torch start-up;
 2. build the model (random weights in ordinary process memory, not a memory-mapped file);
-3. allocate the static cache for ``max(prompt_len, context_depth + 1)`` positions;
+3. allocate the cache for ``Workload.max_len`` positions (static on CUDA, see below);
 4. decode: fill the cache to ``context_depth``, then time single decode steps, rewinding the cache
    position to ``context_depth`` before each step so every sample runs at the same depth;
 5. prefill: time the prompt from an empty cache (last-position logits only), resetting before each.
 
 Decode is timed before prefill so that its small activation peak is not hidden by memory glibc keeps
 after the prefill's large temporaries.
+
+Decode path: on CPU the eager step over the ordinary cache (the fastest CPU path). On CUDA the
+project's GPU path: a static cache and the step captured in a CUDA graph
+(:class:`lfm2_nas.cuda_graphs.GraphedDecoder`); the prefill then runs over an ordinary cache of the
+same size allocated in its place. The path taken is recorded in the row (``decode_path``).
 
 Cache fill (``cache_fill``): ``"synthetic"`` writes random K/V (unit normal, the scale q/k-normed
 keys have) and conv state directly and sets the position, in milliseconds even at depth 4096 on a
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lfm2_nas.profiler.contention import OtherCpuMeter
 from lfm2_nas.profiler.memory import MemoryProbe
 from lfm2_nas.profiler.timing import TimingConfig, sample_ms
 from lfm2_nas.profiler.workload import Workload
@@ -33,7 +39,7 @@ def measure_layout(spec: dict[str, Any], workload: dict[str, Any], timing: dict[
     """Measure one layout on one workload (child target); returns samples and memory figures."""
     import torch
 
-    from lfm2_nas.generation import decode_step, prefill
+    from lfm2_nas.generation import prefill
     from lfm2_nas.model import build_model
 
     layout, wl, config = ModelSpec.from_dict(spec), Workload.from_dict(workload), TimingConfig(**timing)
@@ -50,23 +56,29 @@ def measure_layout(spec: dict[str, Any], workload: dict[str, Any], timing: dict[
     model = build_model(layout, dtype=dtype, device=device)
     weights = probe.settle() - baseline
     peaks = [probe.peak_bytes()]
-    cache = model.new_cache(wl.batch, wl.max_len)
+    cuda = device.startswith("cuda")
+    cache = model.new_cache(wl.batch, wl.max_len, static=cuda)
     cache_bytes = probe.settle() - baseline - weights
     peaks.append(probe.peak_bytes())
 
     _fill(model, cache, wl.context_depth, cache_fill, generator)
+    step, decode_path = _decode_step(model, cache, token, cuda)
 
     def rewind() -> None:
         cache.seq_len = wl.context_depth
         cache.position.fill_(wl.context_depth)
 
-    decode_ms, decode_act, decode_peak = probe.phase(
-        lambda: sample_ms(lambda: decode_step(model, token, cache), config, setup=rewind, device=device)
-    )
+    meter = OtherCpuMeter()
+    decode_ms, decode_act, decode_peak = probe.phase(lambda: sample_ms(step, config, setup=rewind, device=device))
+    if cuda:  # prefill over an ordinary cache: a static one would attend over all max_len positions
+        del step, cache
+        probe.settle()
+        cache = model.new_cache(wl.batch, wl.max_len)
     prefill_ms, prefill_act, prefill_peak = probe.phase(
         lambda: sample_ms(lambda: prefill(model, prompt, cache), config, setup=cache.reset, device=device)
     )
     peaks += [decode_peak, prefill_peak]
+    environment = {**_environment(torch, device), "other_cpu_cores": meter.other_cores(), "decode_path": decode_path}
     return {
         "prefill_ms": prefill_ms,
         "decode_ms": decode_ms,
@@ -81,8 +93,20 @@ def measure_layout(spec: dict[str, Any], workload: dict[str, Any], timing: dict[
             "process_peak_bytes": max(peaks),
             "reserved_peak_bytes": probe.peak_reserved_bytes(),
         },
-        "environment": _environment(torch, device),
+        "environment": environment,
     }
+
+
+def _decode_step(model: Any, cache: Any, token: Any, cuda: bool) -> tuple[Any, str]:
+    """The decode step to time and its name: a CUDA-graph replay on CUDA, the eager step on CPU."""
+    from lfm2_nas.generation import decode_step
+
+    if not cuda:
+        return (lambda: decode_step(model, token, cache)), "eager"
+    from lfm2_nas.cuda_graphs import GraphedDecoder
+
+    decoder = GraphedDecoder(model, cache)
+    return (lambda: decoder.step(token)), "cuda_graph"
 
 
 def _fill(model: Any, cache: Any, depth: int, how: str, generator: Any) -> None:

@@ -9,8 +9,9 @@ weighted by 1 / its time, which is what the reported mean absolute percentage er
 * prefill: matmul FLOPs, attention FLOPs (quadratic in the prompt), weight bytes, activation bytes
   (tokens x layers x (h + F)), per-layer overheads, a constant.
 
-One model per (device, dtype, threads) setup; rows from several machines are refused. Its error is
-judged on layouts it did not see: :func:`held_out_errors` leaves each layout out in turn.
+One model per (device, dtype, threads) setup; rows from several machines are refused, failed rows
+and rows measured on a busy machine are left out. Its error is judged on layouts it did not see:
+:func:`held_out_errors` leaves each layout out in turn.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class _Sample:
 def _samples(rows: Iterable[dict[str, Any]]) -> list[_Sample]:
     out = []
     for row in rows:
-        if not row.get("ok") or any(not _finite(row.get(_TARGET[p])) for p in PHASES):
+        if not _usable(row):
             continue
         spec, workload = spec_from_row(row), _workload_of(row)
         out.append(_Sample(
@@ -97,6 +98,11 @@ def _samples(rows: Iterable[dict[str, Any]]) -> list[_Sample]:
             y={p: float(row[_TARGET[p]]) for p in PHASES},
         ))
     return out
+
+
+def _usable(row: dict[str, Any]) -> bool:
+    """A successful row measured on a quiet machine, with both phases' times."""
+    return bool(row.get("ok")) and not row.get("busy") and all(_finite(row.get(_TARGET[p])) for p in PHASES)
 
 
 def _finite(value: Any) -> bool:
@@ -196,7 +202,7 @@ def held_out_errors(rows: Iterable[dict[str, Any]] | Any) -> dict[str, Any]:
     Returns per phase ``mape`` (mean absolute percentage error, a fraction), ``max_ape`` and counts,
     plus every held-out prediction.
     """
-    rows = [r for r in _records(rows) if r.get("ok")]
+    rows = [r for r in _records(rows) if _usable(r)]
     layout_of = [spec_from_row(r).spec_hash() for r in rows]
     layouts = sorted(set(layout_of))
     if len(layouts) < 3:

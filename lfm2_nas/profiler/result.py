@@ -15,10 +15,13 @@ from lfm2_nas.profiler.workload import Workload
 from lfm2_nas.spec import ModelSpec
 
 SPEC_PREFIX = "spec_"
+#: A measurement during which other processes used more CPU cores than this is flagged ``busy``.
+BUSY_OTHER_CORES = 0.25
 #: Environment columns of a row (filled by the profiler; kept when a cached row is read back).
 ENVIRONMENT_COLUMNS = (
-    "measured_at", "lfm2_nas_version", "python_version", "torch_version", "cuda_version", "cpu_model", "gpu_name",
+    "measured_at", "decode_path", "other_cpu_cores", "python_version", "torch_version", "cuda_version", "cpu_model", "gpu_name",
     "threads_requested", "torch_num_threads", "omp_num_threads", "mkl_num_threads", "openblas_num_threads",
+    "prefill_ms_process_medians", "decode_ms_process_medians",
 )
 
 
@@ -64,6 +67,12 @@ class ProfileResult:
     cached: bool = False
 
     # ---- derived figures ---------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """True when other processes used more than :data:`BUSY_OTHER_CORES` cores during the measurement."""
+        other = self.environment.get("other_cpu_cores")
+        return other is not None and other > BUSY_OTHER_CORES
+
     @property
     def peak_bytes(self) -> int | None:
         """Peak memory above the process baseline (weights + cache + activations), bytes."""
@@ -124,6 +133,7 @@ class ProfileResult:
             "ok": self.ok,
             "reason": self.reason,
             "dtype_native": self.dtype_native,
+            "busy": self.busy,
             "ttft_ms": self.ttft_ms,
             "decode_tokens_per_s": self.decode_tokens_per_s,
         }
@@ -149,7 +159,8 @@ class ProfileResult:
             label=row["layout"],
             spec=spec,
             workload=Workload.from_dict(row),
-            timing=TimingConfig(warmup=row["warmup"], min_count=row["min_count"], min_duration_s=row["min_duration_s"]),
+            timing=TimingConfig(warmup=row["warmup"], min_count=row["min_count"], min_duration_s=row["min_duration_s"],
+                                processes=row.get("processes", 1)),
             cache_fill=row["cache_fill"],
             ok=bool(row["ok"]),
             reason=row.get("reason"),

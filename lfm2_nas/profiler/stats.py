@@ -7,6 +7,7 @@ standard deviation (``ddof=1``; 0 for a single sample).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -59,6 +60,8 @@ class Stats:
     def from_flat(cls, row: dict[str, Any], prefix: str) -> Stats | None:
         """Inverse of :meth:`to_flat` (recomputed from the raw samples); None when the row has none."""
         samples = row.get(f"{prefix}_samples")
+        if isinstance(samples, str):  # a CSV cell
+            samples = json.loads(samples)
         if samples is None or (isinstance(samples, float) and np.isnan(samples)) or len(samples) == 0:
             return None
         return summarize(samples)

@@ -88,13 +88,15 @@ class SweepPlan:
 
 @dataclass
 class SweepOutcome:
-    """What a sweep did: its rows (plan order) and how many were measured, cached, failed or refused."""
+    """What a sweep did: its rows (plan order) and how many were measured, cached, failed, refused, or
+    measured while other processes kept the machine busy."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     measured: int = 0
     cached: int = 0
     failed: int = 0
     refused: int = 0
+    busy: int = 0
     paths: list[Path] = field(default_factory=list)
 
     def frame(self) -> Any:
@@ -197,8 +199,8 @@ def _list(value: Any, where: str, path: Path, may_be_empty: bool = False) -> lis
 def run_sweep(plan: SweepPlan, progress: bool = True, retry_failed: bool = False) -> SweepOutcome:
     """Measure every (layout, workload) of ``plan`` not already in its store; resumable at any point.
 
-    Rows already in ``<out_dir>/rows.jsonl`` are reused; failed ones are measured again with
-    ``retry_failed``. A dtype the device does not run natively gives a refused row (``ok`` False)
+    Rows already in ``<out_dir>/rows.jsonl`` are reused; failed ones and those measured on a busy
+    machine are measured again with ``retry_failed``. A dtype the device does not run natively gives a refused row (``ok`` False)
     unless the plan allows emulation. Unknown or missing devices raise before anything is measured.
     """
     from tqdm.auto import tqdm
@@ -219,6 +221,7 @@ def run_sweep(plan: SweepPlan, progress: bool = True, retry_failed: bool = False
             else:
                 outcome.measured += 1
             outcome.failed += not result.ok
+            outcome.busy += result.busy
             outcome.paths = write_tables(outcome.rows, plan.out_dir)
             bar.update()
     return outcome

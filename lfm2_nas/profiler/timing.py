@@ -20,11 +20,16 @@ class TimingConfig:
 
     ``warmup`` untimed calls with the same shapes first; then samples until at least ``min_count``
     samples were taken AND at least ``min_duration_s`` seconds passed, whichever comes last.
+    ``processes``: that many independent measuring processes, their samples pooled (as pyperf
+    does). Each process gets its own memory placement and its own stretch of time; on a shared VM
+    whose memory-bound speed drifts by 10-20% over seconds, spreading a figure over several
+    processes is what makes it repeatable.
     """
 
     warmup: int = 2
     min_count: int = 10
     min_duration_s: float = 1.0
+    processes: int = 1
 
     def __post_init__(self) -> None:
         if self.warmup < 0:
@@ -33,6 +38,8 @@ class TimingConfig:
             raise ValueError(f"min_count must be >= 1, got {self.min_count}")
         if self.min_duration_s < 0:
             raise ValueError(f"min_duration_s must be >= 0, got {self.min_duration_s}")
+        if self.processes < 1:
+            raise ValueError(f"processes must be >= 1, got {self.processes}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,6 +64,26 @@ def sample_ms(
             setup()
         samples.append(timed(fn))
     return samples
+
+
+def wall_ms_per_call(fn: Callable[[], object], calls: int, device: str = "cpu") -> float:
+    """Host-clock milliseconds per call over ``calls`` back-to-back calls, the device synchronised
+    before and after: the independent reference that CUDA-event samples are checked against."""
+    sync = _synchronize(device)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    sync()
+    return (time.perf_counter() - t0) * 1e3 / calls
+
+
+def _synchronize(device: str) -> Callable[[], None]:
+    if not device.startswith("cuda"):
+        return lambda: None
+    import torch
+
+    return torch.cuda.synchronize
 
 
 def _cpu_timed(fn: Callable[[], object]) -> float:

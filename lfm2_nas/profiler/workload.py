@@ -59,8 +59,9 @@ class Workload:
 
     @property
     def max_len(self) -> int:
-        """Cache length that holds both the prompt and a decode step at ``context_depth``."""
-        return max(self.prompt_len, self.context_depth + 1)
+        """Cache length the profiler allocates: the prompt, or ``context_depth`` plus the timed step and
+        the two warm-up steps a CUDA-graph capture runs (the same on every device, so memory compares)."""
+        return max(self.prompt_len, self.context_depth + 3)
 
     def resolved(self) -> Workload:
         """The same workload with ``threads`` made explicit (what results are keyed and recorded by)."""
