@@ -34,7 +34,7 @@ class SyntheticConfig:
     tokens; accuracy is measured on ``test_sequences`` held-out sequences per task."""
 
     tasks: tuple[Task, ...] = DEFAULT_TASKS
-    tokens_per_task: int = 98_304
+    tokens_per_task: int = 131_072
     test_sequences: int = 256
     train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32, lr=3e-3))
     rule: ScaleRule = DEFAULT_RULE
