@@ -69,3 +69,11 @@ def test_diverging_training_is_a_failed_evaluation(corpus, tmp_path):
                           cache_dir=tmp_path)
     assert not result.ok and math.isnan(result.score) and "diverged" in result.reason
     assert result.to_dict()["score"] is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_text_tier_trains_on_the_gpu_under_bf16_autocast(corpus, tmp_path):
+    result = text_quality(get_spec("lfm2-tiny"), corpus=corpus, tokenizer="byte", config=TINY_TEXT, device="cuda",
+                          progress=False, cache_dir=tmp_path)
+    assert result.ok and result.details["device"] == "cuda" and 0 < result.score < 9

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -48,6 +50,11 @@ def _options(tier: str, corpus: list[Path] | None, tokenizer: str, rule: ScaleRu
     return {}
 
 
+def _log_to_stderr(quiet: bool) -> None:
+    """Training logs (tokens/s, wall time, per-task accuracy) on stderr unless --quiet."""
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
 def _read_panel(path: Path) -> dict[str, str]:
     try:
         panel = json.loads(path.read_text())
@@ -75,6 +82,7 @@ def run(
     from lfm2_nas.quality.evaluate import evaluate
     from lfm2_nas.resolve import resolve_spec
 
+    _log_to_stderr(quiet)
     layout = resolve_spec(spec)
     rule = ScaleRule(hidden_size=proxy_width, head_dim=proxy_head_dim or None)
     if tier is not Tier.analytic:
@@ -126,6 +134,7 @@ def validate(
     from lfm2_nas.quality.store import ResultStore
     from lfm2_nas.quality.validate import PANEL, plan, rank_correlations, run_validation, score_table
 
+    _log_to_stderr(quiet)
     layouts = _read_panel(panel) if panel else PANEL
     tiers = ("text", "synthetic") if synthetic else ("text",)
     rule = ScaleRule(hidden_size=proxy_width, head_dim=proxy_head_dim or None)

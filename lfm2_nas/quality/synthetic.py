@@ -34,7 +34,7 @@ class SyntheticConfig:
     tokens; accuracy is measured on ``test_sequences`` held-out sequences per task."""
 
     tasks: tuple[Task, ...] = DEFAULT_TASKS
-    tokens_per_task: int = 98_304
+    tokens_per_task: int = 131_072
     test_sequences: int = 256
     train: TrainConfig = field(default_factory=lambda: TrainConfig(batch_size=32, lr=3e-3))
     rule: ScaleRule = DEFAULT_RULE
@@ -94,7 +94,7 @@ def synthetic_quality(
     details = {
         "tasks": {s.task: s.accuracy for s in scores},
         "task_seconds": {s.task: round(s.seconds, 2) for s in scores},
-        "proxy": proxy_spec(spec, config.tasks[0].vocab_size, config.rule).to_dict(),
+        "proxy": {k: v for k, v in proxy_spec(spec, 2, config.rule).to_dict().items() if k != "vocab_size"},  # vocab: per task
         "tokens_per_s": tokens / seconds if seconds else 0.0,
         "device": device.type,
     }

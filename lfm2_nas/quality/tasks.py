@@ -105,7 +105,7 @@ class InContextRecall(Task):
         scored = np.zeros(units.shape, dtype=bool)
         scored[..., 0] = _seen_before(keys)  # a repeated key's next token is its value
         if not self.num_noise:
-            return _shift(units.reshape(n, -1), scored.reshape(n, -1))
+            return _shift(units.reshape(n, 2 * self.num_pairs), scored.reshape(n, 2 * self.num_pairs))
         noise = self.num_keys + self.num_values + rng.integers(0, self.num_noise_tokens, (n, self.num_noise))
         return _interleave_noise(units, scored, noise, rng)
 

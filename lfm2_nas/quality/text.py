@@ -158,7 +158,7 @@ def text_quality(
         "val_tokens": int((data.val_targets != IGNORE).sum()),
         "train_seconds": round(stats.seconds, 2),
         "tokens_per_s": round(stats.tokens_per_s, 1),
-        "final_train_loss": stats.final_loss,
+        "final_train_loss": stats.final_loss if stats.ok else None,
         "device": device.type,
     }
     if not stats.ok:
