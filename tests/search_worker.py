@@ -1,11 +1,16 @@
 """A worker process for the search tests: joins a study and runs it with the test evaluator.
 
-    python tests/search_worker.py STORAGE STUDY [--sleep S] [--log FILE] [--max-trials N]
+    python tests/search_worker.py STORAGE STUDY [--sleep S] [--log FILE] [--max-trials N] [--grace S]
+
+``--log`` gets one JSON line per trial this worker finished (pid, trial number, state) and, from
+the evaluator, one per layout it measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,13 +31,20 @@ def main() -> None:
     parser.add_argument("--sleep", type=float, default=0.0)
     parser.add_argument("--log")
     parser.add_argument("--max-trials", type=int)
+    parser.add_argument("--grace", type=int, default=120)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    storage = open_storage(args.storage, on_stale_trial=on_stale_trial)
+    storage = open_storage(args.storage, on_stale_trial=on_stale_trial, heartbeat_interval_s=1, grace_period_s=args.grace)
     config = config_of(storage, args.study)
     study = open_study(config, storage, worker=True)
     evaluator = AnalyticEvaluator(sleep_s=args.sleep, log=args.log)
-    report = run_study(study, config, evaluator, max_trials=args.max_trials)
+
+    def finished(trial: optuna.trial.FrozenTrial) -> None:
+        if args.log:
+            with open(args.log, "a") as f:
+                f.write(json.dumps({"pid": os.getpid(), "trial": trial.number, "state": trial.state.name}) + "\n")
+
+    report = run_study(study, config, evaluator, max_trials=args.max_trials, on_trial=finished)
     print(f"ran {report.ran}")
 
 

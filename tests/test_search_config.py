@@ -108,3 +108,11 @@ def test_fingerprint_ignores_target_count_but_not_space():
     a = tiny_config()
     assert a.fingerprint() == tiny_config(**{"trials = 8": "trials = 50", 'sampler = "random"': 'sampler = "tpe"'}).fingerprint()
     assert a.fingerprint() != tiny_config(**{"kv_heads = [1, 2]": "kv_heads = [2]"}).fingerprint()
+
+
+def test_profiler_options_checked():
+    config = tiny_config('\n[target.profiler]\nmin_count = 3\nmin_duration_s = 0.2\nmemory_limit = "2 GiB"\n')
+    assert config.target.profiler == {"min_count": 3, "min_duration_s": 0.2, "memory_limit": 2 * 2**30}
+    problems = _problems(TINY_TOML + '\n[target.profiler]\nmin_count = 0\ncache_fill = "zeros"\nrepeat = 2\n')
+    assert [p.split(":")[0] for p in problems] == [
+        "[target] profiler.min_count", "[target] profiler.cache_fill", "[target] profiler.repeat"]

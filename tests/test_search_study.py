@@ -107,15 +107,16 @@ def test_a_crash_fails_the_trial_and_repeated_crashes_stop_the_worker(tmp_path):
     assert all(t.user_attrs["fail_reason"] == "crashed: RuntimeError: boom" for t in study.trials)
 
 
-def test_repeated_layout_costs_nothing(tmp_path):
+def test_repeated_layout_quality_costs_nothing(tmp_path):
     config = tiny_config()
     inner = AnalyticEvaluator()
-    cached = CachedEvaluator(inner, ResultCache(tmp_path / "cache"), config)
     spec = get_spec("lfm2-tiny")
-    first = cached.latency(spec), cached.quality(spec)
+    first = CachedEvaluator(inner, ResultCache(tmp_path / "cache"), config).quality(spec)
     again = CachedEvaluator(inner, ResultCache(tmp_path / "cache"), config)  # a later process
-    assert (again.latency(spec), again.quality(spec)) == first
-    assert inner.calls == {"latency": 1, "quality": 1} and again.hits == 2
+    assert again.quality(spec) == first and again.hits == 1 and inner.calls["quality"] == 1
+    other = CachedEvaluator(inner, ResultCache(tmp_path / "cache"), tiny_config(**{'tier = "analytic"': 'tier = "text"'}))
+    other.quality(spec)  # other quality settings: measured anew
+    assert inner.calls["quality"] == 2
 
 
 def test_changed_search_file_is_refused_on_resume(tmp_path):

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from lfm2_nas.cli import build, variants
+from lfm2_nas.cli import build, search, variants
 
 app = typer.Typer(
     name="lfm2-nas",
@@ -22,6 +22,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(variants.app, name="variants")
+app.add_typer(search.app, name="search")
 app.command("build")(build.build)
 
 USER_ERRORS = (ValueError, LookupError, OSError)

@@ -1,10 +1,10 @@
-"""Results cached by layout, so a layout seen again (re-sampled, retried, or met by a later study
-with the same target) costs nothing.
+"""Quality results cached by layout, so a layout seen again (re-sampled, retried, or met by a later
+study with the same quality settings) costs nothing. (Profiles are cached by the profiler's own
+result store, keyed by spec, hardware profile and workload.)
 
-One JSON file per result under ``<study dir>/cache/{latency,quality}/``, written to a temporary
-name and renamed into place (a killed process never leaves half a file). Latency keys combine the
-spec hash, the hardware profile's slug and the workload; quality keys the spec hash and the quality
-settings. Only successful results are kept: a failure may be transient, so it is measured again.
+One JSON file per result under ``<study dir>/cache/quality/``, written to a temporary name and
+renamed into place (a killed process never leaves half a file), keyed by the spec hash and the
+quality settings. Only successful results are kept: a failure may be transient, so it runs again.
 """
 
 from __future__ import annotations
@@ -55,33 +55,23 @@ class ResultCache:
 
 
 class CachedEvaluator:
-    """Wraps an :class:`Evaluator`; ``hits`` counts the measurements the cache saved."""
+    """Wraps an :class:`Evaluator`, caching its quality results; ``hits`` counts the evaluations saved."""
 
     def __init__(self, inner: Evaluator, cache: ResultCache, config: SearchConfig) -> None:
         self.inner = inner
         self.cache = cache
         self.hits = 0
-        target, quality = config.target, config.quality
-        self._latency_scope = (target.device, target.dtype, target.threads, target.prompt_len,
-                               target.context_depth, target.batch, target.profiler)
-        self._quality_scope = (quality.tier, quality.budget, quality.seed, quality.options)
+        q = config.quality
+        self._scope = (q.tier, q.budget, q.seed, q.options)
 
     def hardware(self) -> dict[str, Any]:
         return self.inner.hardware()
 
     def latency(self, spec: ModelSpec) -> LatencyResult:
-        key = _key(spec.spec_hash(), self.inner.hardware().get("slug"), self._latency_scope)
-        cached = self.cache.get("latency", key)
-        if cached is not None:
-            self.hits += 1
-            return LatencyResult.from_dict(cached)
-        result = self.inner.latency(spec)
-        if result.ok:
-            self.cache.put("latency", key, result.to_dict())
-        return result
+        return self.inner.latency(spec)
 
     def quality(self, spec: ModelSpec) -> QualityScore:
-        key = _key(spec.spec_hash(), self._quality_scope)
+        key = _key(spec.spec_hash(), self._scope)
         cached = self.cache.get("quality", key)
         if cached is not None:
             self.hits += 1

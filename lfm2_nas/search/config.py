@@ -455,6 +455,13 @@ def _read_target(r: _Reader) -> TargetSection:
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         r.problem("target", "threads", f"must be an integer >= 1, got {threads!r}")
         threads = None
+    profiler = r.table("target", "profiler")
+    for key, value in profiler.items():
+        problem = _profiler_option_problem(key, value)
+        if problem:
+            r.problem("target", f"profiler.{key}", problem)
+        elif key == "memory_limit":
+            profiler[key] = parse_bytes(value)
     return TargetSection(
         device=r.choice("target", "device", "cpu", DEVICES),
         dtype=dtype,
@@ -462,8 +469,29 @@ def _read_target(r: _Reader) -> TargetSection:
         prompt_len=r.integer("target", "prompt_len", 256, minimum=1),
         context_depth=r.integer("target", "context_depth", 1024, minimum=0),
         batch=r.integer("target", "batch", 1, minimum=1),
-        profiler=r.table("target", "profiler"),
+        profiler=profiler,
     )
+
+
+#: ``[target.profiler]`` options: the profiler's timing loop, cache fill, time and memory caps.
+PROFILER_OPTIONS = ("warmup", "min_count", "min_duration_s", "cache_fill", "timeout_s", "memory_limit")
+
+
+def _profiler_option_problem(key: str, value: Any) -> str | None:
+    if key not in PROFILER_OPTIONS:
+        return f"unknown profiler option; known: {', '.join(PROFILER_OPTIONS)}"
+    if key in ("warmup", "min_count"):
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= (0 if key == "warmup" else 1)
+        return None if ok else f"must be an integer >= {0 if key == 'warmup' else 1}, got {value!r}"
+    if key in ("min_duration_s", "timeout_s"):
+        return None if _is_number(value) and value > 0 else f"must be a positive number of seconds, got {value!r}"
+    if key == "cache_fill":
+        return None if value in ("synthetic", "prefill") else f"must be 'synthetic' or 'prefill', got {value!r}"
+    try:
+        parse_bytes(value)
+    except ValueError as err:
+        return str(err)
+    return None
 
 
 def _read_budget(r: _Reader) -> BudgetSection:

@@ -15,6 +15,7 @@ A URL that cannot be reached, or a path whose folder cannot be created, raises
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,10 +51,13 @@ def is_url(text: str) -> bool:
 def open_storage(
     location: str | Path,
     on_stale_trial: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S,
+    grace_period_s: int = GRACE_PERIOD_S,
 ) -> BaseStorage:
     """Open ``location``: an SQLAlchemy URL, or the path of a journal file (created if absent).
 
-    ``on_stale_trial`` is called for each trial a database storage fails for a lost heartbeat.
+    ``on_stale_trial`` is called for each trial a database storage fails because its worker sent no
+    heartbeat (every ``heartbeat_interval_s``) for ``grace_period_s``.
     """
     text = str(location)
     if not is_url(text):
@@ -64,19 +68,34 @@ def open_storage(
         except OSError as err:
             raise StorageError(f"cannot open journal file {path}: {err.strerror or err}") from None
     if text.startswith("journal://"):
-        return open_storage(text.removeprefix("journal://"), on_stale_trial)
-    engine_kwargs = {"connect_args": {"connect_timeout": 10}} if text.startswith("postgresql") else {}
+        return open_storage(text.removeprefix("journal://"))
+    url = _with_installed_driver(text)
+    engine_kwargs = {"connect_args": {"connect_timeout": 10}} if url.startswith("postgresql") else {}
     try:
-        return RDBStorage(
-            text,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=HEARTBEAT_INTERVAL_S,
-            grace_period=GRACE_PERIOD_S,
-            heartbeat_stale_trial_callback=on_stale_trial,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeat arguments
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval_s,
+                grace_period=grace_period_s,
+                heartbeat_stale_trial_callback=on_stale_trial,
+            )
     except ImportError as err:
-        raise StorageError(f"storage {redact(text)} needs a driver that is not installed ({err.name}); "
+        missing = getattr(err.__cause__, "name", None) or err.name or "its DB-API module"
+        raise StorageError(f"storage {redact(text)} needs a driver that is not installed ({missing}); "
                            "for PostgreSQL: pip install psycopg2-binary") from None
     except Exception as err:  # SQLAlchemy raises many kinds; the user needs one line, not the chain
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StorageError(f"cannot open storage {redact(text)}: {first}") from None
+
+
+def _with_installed_driver(url: str) -> str:
+    """``postgresql://`` means psycopg (3) to SQLAlchemy 2.1; use psycopg2 when only it is installed."""
+    if not url.startswith("postgresql://"):
+        return url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url

@@ -156,7 +156,7 @@ def run_study(
         report.recovered += len(recover_orphans(study))
         runner.current = None
         try:
-            study.optimize(runner, n_trials=1, catch=(TrialFailed,), gc_after_trial=True)
+            study.optimize(runner, n_trials=1, catch=(TrialFailed,))
         except KeyboardInterrupt:
             if runner.current is not None:
                 _requeue_interrupted(study, runner.current)

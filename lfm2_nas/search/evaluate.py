@@ -1,0 +1,133 @@
+"""The one bridge between the search and the measuring packages: :mod:`lfm2_nas.profiler` (latency
+and memory at full size, on this machine) and :mod:`lfm2_nas.quality` (the quality proxy).
+
+:class:`Measurer` turns their results into the search's plain records
+(:class:`~lfm2_nas.search.measurements.LatencyResult`, :class:`~lfm2_nas.search.measurements.QualityScore`).
+Profiles are cached by the profiler's own result store (by spec, hardware profile, workload and
+timing settings; ``profiles/cache/<hardware>.jsonl``), so a layout a sweep or an earlier study
+already measured costs nothing; quality results are cached by :class:`~lfm2_nas.search.cache.CachedEvaluator`.
+
+With ``[study] cpu_lock`` set, profiling holds that lock exclusively (like ``flock -x``) and
+training holds it shared, so timings are not disturbed by other work that respects the lock.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from lfm2_nas import cost
+from lfm2_nas.search.cache import CachedEvaluator, ResultCache
+from lfm2_nas.search.config import SearchConfig
+from lfm2_nas.search.lock import cpu_lock
+from lfm2_nas.search.measurements import LatencyResult, QualityScore
+from lfm2_nas.search.objectives import QUALITY_HIGHER_IS_BETTER
+from lfm2_nas.spec import ModelSpec
+
+#: ``[target.profiler]`` keys that set the profiler's timing loop; the others are passed as they are.
+TIMING_KEYS = ("warmup", "min_count", "min_duration_s")
+
+
+def _scalar_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A profiler row without its raw-sample lists and with non-finite floats as None (JSON-safe)."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, (list, tuple, dict)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        out[key] = value
+    return out
+
+
+class Measurer:
+    """Measures layouts for one search file on this machine (see module docstring)."""
+
+    def __init__(self, config: SearchConfig) -> None:
+        from lfm2_nas.profiler import LatencyPredictor, TimingConfig, Workload, load_or_measure_hardware
+
+        t = config.target
+        self.config = config
+        self.workload = Workload(
+            prompt_len=t.prompt_len, context_depth=t.context_depth, batch=t.batch,
+            dtype=t.dtype, device=t.device, threads=t.threads,
+        )
+        with cpu_lock(config.study.cpu_lock, exclusive=True):  # a first run measures the hardware
+            self.profile = load_or_measure_hardware(t.device, threads=t.threads)
+        options = dict(t.profiler)  # validated by the config module
+        timing = {k: options.pop(k) for k in TIMING_KEYS if k in options}
+        if "memory_limit" in options:
+            options["memory_limit_bytes"] = options.pop("memory_limit")
+        self.profiler_options = {"timing": TimingConfig(**timing), **options}
+        self._predictor_cls = LatencyPredictor
+        self.predictor = LatencyPredictor.load(config.screening.predictor) if config.screening.predictor else None
+        self._predictor_from_file = self.predictor is not None
+
+    def hardware(self) -> dict[str, Any]:
+        return self.profile.to_dict()
+
+    def latency(self, spec: ModelSpec) -> LatencyResult:
+        from lfm2_nas.profiler import profile_layout
+
+        with cpu_lock(self.config.study.cpu_lock, exclusive=True):
+            result = profile_layout(spec, self.workload, self.profile, **self.profiler_options)
+        if not result.ok:
+            return LatencyResult(ok=False, reason=result.reason or "unknown profiler failure")
+        return LatencyResult(
+            ok=True,
+            prefill_ms=result.prefill_ms.median,
+            decode_ms=result.decode_ms_per_token.median,
+            peak_bytes=result.peak_bytes,
+            unstable=result.prefill_ms.unstable or result.decode_ms_per_token.unstable,
+            row=_scalar_row(result.to_row()),
+        )
+
+    def quality(self, spec: ModelSpec) -> QualityScore:
+        from lfm2_nas.quality import evaluate
+
+        q = self.config.quality
+        with cpu_lock(self.config.study.cpu_lock, exclusive=False):
+            result = evaluate(spec, q.tier, budget=q.budget, seed=q.seed, **q.options)
+        if result.higher_is_better != QUALITY_HIGHER_IS_BETTER[q.tier]:
+            raise RuntimeError(f"quality tier {q.tier} reports higher_is_better={result.higher_is_better}; "
+                               "the study's objective direction disagrees")
+        ok = result.ok and math.isfinite(result.score)
+        return QualityScore(
+            ok=ok,
+            reason="" if ok else (result.reason or f"score is {result.score}"),
+            score=result.score if ok else None,
+            metric=result.metric,
+            higher_is_better=result.higher_is_better,
+            tokens=result.tokens,
+            seconds=result.seconds,
+            details=result.details,
+        )
+
+    def predict_latency(self, spec: ModelSpec) -> tuple[float, float] | None:
+        if self.predictor is None:
+            return None
+        try:
+            return self.predictor.predict(spec, self.workload.resolved())
+        except LookupError:  # fitted for another setup (threads, dtype): no prediction
+            return None
+
+    def decode_floor_ms(self, spec: ModelSpec) -> float | None:
+        t = self.config.target
+        bandwidth = self.profile.read_bandwidth_bytes_per_s
+        if not bandwidth:
+            return None
+        return cost.decode_read_bytes(spec, t.context_depth, t.batch, t.dtype) / bandwidth * 1e3
+
+    def update_predictor(self, rows: list[dict[str, Any]]) -> None:
+        if self._predictor_from_file:  # a predictor the user chose stays as it is
+            return
+        try:
+            self.predictor = self._predictor_cls().fit(rows)
+        except ValueError:  # too few rows for this setup yet
+            self.predictor = None
+
+
+def make_evaluator(config: SearchConfig, folder: str | Path) -> CachedEvaluator:
+    """The evaluator a search run uses: a :class:`Measurer`, its quality results cached in ``folder/cache``."""
+    return CachedEvaluator(Measurer(config), ResultCache(Path(folder) / "cache"), config)
