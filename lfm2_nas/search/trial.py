@@ -81,8 +81,7 @@ class TrialRunner:
         self._refresh_predictor(trial.study)
         attention_excess = 0 if seed else self.space.attention_violation(spec)
         verdict = screen(spec, self.config, self.evaluator, attention_excess)
-        for key, value in verdict.estimates.items():
-            trial.set_user_attr(key, value)
+        _record(trial, verdict.estimates)
         if not verdict.feasible:
             self._set_constraints(trial, verdict)
             return self._infeasible(trial, "screened: " + "; ".join(verdict.reasons), latency=None, key="screened")
@@ -90,12 +89,10 @@ class TrialRunner:
         latency = self.evaluator.latency(spec)
         if not latency.ok:
             raise TrialFailed(f"profiling failed: {latency.reason}")
-        trial.set_user_attr("prefill_ms", latency.prefill_ms)
-        trial.set_user_attr("decode_ms", latency.decode_ms)
-        trial.set_user_attr("peak_bytes", latency.peak_bytes)
-        trial.set_user_attr("latency_unstable", latency.unstable)
-        if latency.row:
-            trial.set_user_attr("profile_row", latency.row)
+        _record(trial, {
+            "prefill_ms": latency.prefill_ms, "decode_ms": latency.decode_ms, "peak_bytes": latency.peak_bytes,
+            "latency_unstable": latency.unstable, "profile_row": latency.row,
+        })
         self._set_constraints(trial, judge(latency, self.config, verdict))
         if not verdict.feasible:
             return self._infeasible(trial, "; ".join(verdict.reasons) + " (quality not trained)", latency=latency)
@@ -103,12 +100,10 @@ class TrialRunner:
         quality = self.evaluator.quality(spec)
         if not quality.ok:
             raise TrialFailed(f"quality proxy failed: {quality.reason}")
-        trial.set_user_attr("quality", quality.score)
-        trial.set_user_attr("quality_metric", quality.metric)
-        trial.set_user_attr("quality_tokens", quality.tokens)
-        trial.set_user_attr("quality_seconds", quality.seconds)
-        if quality.details:
-            trial.set_user_attr("quality_details", quality.details)
+        _record(trial, {
+            "quality": quality.score, "quality_metric": quality.metric, "quality_tokens": quality.tokens,
+            "quality_seconds": quality.seconds, "quality_details": quality.details,
+        })
         return trial_values(self.objectives, latency, quality)
 
     def _infeasible(self, trial: optuna.Trial, reason: str, latency: Any, key: str = "infeasible") -> list[float]:
@@ -123,11 +118,10 @@ class TrialRunner:
 
     @staticmethod
     def _record_spec(trial: optuna.Trial, spec: ModelSpec) -> None:
-        trial.set_user_attr("spec", spec.to_dict())
-        trial.set_user_attr("spec_hash", spec.spec_hash())
-        trial.set_user_attr("pattern", spec.pattern)
-        trial.set_user_attr("param_count", cost.param_count(spec))
-        trial.set_user_attr("non_embedding_params", cost.non_embedding_params(spec))
+        _record(trial, {
+            "spec": spec.to_dict(), "spec_hash": spec.spec_hash(), "pattern": spec.pattern,
+            "param_count": cost.param_count(spec), "non_embedding_params": cost.non_embedding_params(spec),
+        })
 
     def _refresh_predictor(self, study: optuna.Study) -> None:
         """Refit the latency predictor from this hardware's measured trials when new ones arrived."""
@@ -140,3 +134,10 @@ class TrialRunner:
         if len(rows) >= self.config.screening.min_rows and len(rows) != self._predictor_rows:
             self.evaluator.update_predictor(rows)
             self._predictor_rows = len(rows)
+
+
+def _record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """Store ``attrs`` as user attributes, skipping empty values (None, empty dicts)."""
+    for key, value in attrs.items():
+        if value is not None and value != {}:
+            trial.set_user_attr(key, value)
