@@ -154,8 +154,8 @@ def _write_outputs(config: Any, trials: list[Any], folder: Path) -> dict[str, An
     if any(isinstance(r.get("decode_ms"), (int, float)) and isinstance(r.get("quality"), (int, float)) for r in rows):
         write_plot(rows, front, folder / "pareto.png", x="decode_ms", y="quality")
     for seed in summary["seeds"]:
-        typer.echo(f"{seed['seed']} (trial {seed['trial']}): {seed['placement']}", err=True)
-    typer.echo(f"wrote {folder}/trials.csv, pareto.csv ({len(front)} layouts), summary.json", err=True)
+        typer.echo(f"{seed['seed']} (trial {seed['trial']}): {seed['placement']}")
+    typer.echo(f"wrote {folder}/trials.csv, pareto.csv ({len(front)} layouts), summary.json")
     return summary
 
 
