@@ -116,3 +116,11 @@ def test_profiler_options_checked():
     problems = _problems(TINY_TOML + '\n[target.profiler]\nmin_count = 0\ncache_fill = "zeros"\nrepeat = 2\n')
     assert [p.split(":")[0] for p in problems] == [
         "[target] profiler.min_count", "[target] profiler.cache_fill", "[target] profiler.repeat"]
+
+
+def test_quality_options_checked():
+    assert tiny_config(**{'tier = "analytic"': 'tier = "text"\n[quality.options]\ntokenizer = "bpe-4096"'}).quality.options == {"tokenizer": "bpe-4096"}
+    problems = _problems(TINY_TOML + '\n[quality.options]\ntokenizer = "byte"\nlr = 0.1\ncorpus = "/no/such/dir"\n')
+    assert [p.split(":")[0] for p in problems] == [
+        "[quality] options.tokenizer", "[quality] options.lr", "[quality] options.corpus"]
+    assert "analytic tier trains nothing" in problems[0]

@@ -522,12 +522,28 @@ def _read_budget(r: _Reader) -> BudgetSection:
     )
 
 
+#: ``[quality.options]`` the quality tiers take from a file (the trained tiers; analytic: run options only).
+QUALITY_OPTIONS = {"corpus": str, "tokenizer": str, "device": str, "cache_dir": str, "progress": bool}
+_ANALYTIC_OPTIONS = ("device", "cache_dir", "progress")
+
+
 def _read_quality(r: _Reader) -> QualitySection:
+    tier = r.choice("quality", "tier", "synthetic", QUALITY_TIERS)
+    options = r.table("quality", "options")
+    for key, value in options.items():
+        if key not in QUALITY_OPTIONS:
+            r.problem("quality", f"options.{key}", f"unknown quality option; known: {', '.join(QUALITY_OPTIONS)}")
+        elif not isinstance(value, QUALITY_OPTIONS[key]):
+            r.problem("quality", f"options.{key}", f"must be a {QUALITY_OPTIONS[key].__name__}, got {value!r}")
+        elif tier == "analytic" and key not in _ANALYTIC_OPTIONS:
+            r.problem("quality", f"options.{key}", "the analytic tier trains nothing; drop it or choose tier synthetic/text")
+        elif key == "corpus" and not Path(value).exists():
+            r.problem("quality", "options.corpus", f"no file or folder {value}")
     return QualitySection(
-        tier=r.choice("quality", "tier", "synthetic", QUALITY_TIERS),
+        tier=tier,
         budget=r.number("quality", "budget", 1.0),
         seed=r.integer("quality", "seed", 0),
-        options=r.table("quality", "options"),
+        options=options,
     )
 
 

@@ -87,8 +87,9 @@ class Measurer:
         from lfm2_nas.quality import evaluate
 
         q = self.config.quality
+        options = {"progress": False, **q.options}  # one progress line per trial is the CLI's
         with cpu_lock(self.config.study.cpu_lock, exclusive=False):
-            result = evaluate(spec, q.tier, budget=q.budget, seed=q.seed, **q.options)
+            result = evaluate(spec, q.tier, budget=q.budget, seed=q.seed, **options)
         if result.higher_is_better != QUALITY_HIGHER_IS_BETTER[q.tier]:
             raise RuntimeError(f"quality tier {q.tier} reports higher_is_better={result.higher_is_better}; "
                                "the study's objective direction disagrees")
