@@ -209,3 +209,13 @@ def test_samplers_run_with_constraints(tmp_path, sampler):
                                                                   "trials = 8": "trials = 12"})
     study, report = _run(tmp_path, config)
     assert report.counted == 12 and study.best_trials
+
+
+def test_workers_follow_the_latest_target(tmp_path):
+    config = tiny_config()
+    study, report = _run(tmp_path, config, target=4)
+    assert report.counted == 4
+    _, worker = _run(tmp_path, config)  # a worker: no target of its own
+    assert worker.ran == 0 and worker.target == 4
+    _, extended = _run(tmp_path, config, target=6)
+    assert extended.ran == 2 and extended.counted == 6

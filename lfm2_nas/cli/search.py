@@ -131,31 +131,16 @@ def _execute(config: Any, handle: Any, location: str, root: Path, worker: bool, 
         f"{report.recovered} orphan(s) recovered); study has {report.counted}/{report.target}",
         err=True,
     )
-    _write_outputs(config, study.get_trials(deepcopy=False), folder)
+    _write_outputs(config, study, folder)
 
 
-def _write_outputs(config: Any, trials: list[Any], folder: Path) -> dict[str, Any]:
-    from lfm2_nas.search.export import write_plot, write_summary, write_table
-    from lfm2_nas.search.report import front_objectives, pareto_front, progress, seed_placement, trial_rows
+def _write_outputs(config: Any, study: Any, folder: Path) -> dict[str, Any]:
+    from lfm2_nas.search.export import write_results
 
-    objectives = front_objectives(config)
-    rows = trial_rows(trials)
-    front = pareto_front(rows, objectives)
-    summary = {
-        "study": config.study.name,
-        "objectives": [{"name": o.name, "direction": o.direction.name.lower()} for o in objectives],
-        "progress": progress(trials, config.study.trials),
-        "pareto_front": [r["trial"] for r in front],
-        "seeds": seed_placement(rows, front, objectives),
-    }
-    write_table(rows, folder / "trials.csv")
-    write_table(front, folder / "pareto.csv")
-    write_summary(summary, folder / "summary.json")
-    if any(isinstance(r.get("decode_ms"), (int, float)) and isinstance(r.get("quality"), (int, float)) for r in rows):
-        write_plot(rows, front, folder / "pareto.png", x="decode_ms", y="quality")
+    summary = write_results(config, study, folder)
     for seed in summary["seeds"]:
         typer.echo(f"{seed['seed']} (trial {seed['trial']}): {seed['placement']}")
-    typer.echo(f"wrote {folder}/trials.csv, pareto.csv ({len(front)} layouts), summary.json")
+    typer.echo(f"wrote {folder}/trials.csv, pareto.csv ({len(summary['pareto_front'])} layouts), summary.json")
     return summary
 
 
@@ -172,7 +157,7 @@ def run(
     """
     config = _config(file)
     handle, location = _open(config, storage, root)
-    _execute(config, handle, location, root, worker=False, target=trials, max_trials=None)
+    _execute(config, handle, location, root, worker=False, target=trials or config.study.trials, max_trials=None)
 
 
 @app.command("worker")
@@ -203,17 +188,14 @@ def status(
     """Progress, the current Pareto front, where the seeded LFM2 layouts sit, and failures."""
     import optuna
 
-    from lfm2_nas.search.report import front_objectives, pareto_front, progress, seed_placement, trial_rows
+    from lfm2_nas.search.report import summarize_study
 
     config, handle = _locate(file, storage, study, root)
-    trials = optuna.load_study(study_name=config.study.name, storage=handle).get_trials(deepcopy=False)
-    objectives = front_objectives(config)
-    rows = trial_rows(trials)
-    front = pareto_front(rows, objectives)
-    state = progress(trials, config.study.trials)
-    seeds = seed_placement(rows, front, objectives)
+    summary = summarize_study(config, optuna.load_study(study_name=config.study.name, storage=handle))
+    state, front, seeds = summary["progress"], summary["pareto_front"], summary["seeds"]
     if fmt is Format.json:
-        emit({"study": config.study.name, "progress": state, "pareto_front": front, "seeds": seeds}, fmt)
+        del summary["rows"]
+        emit(summary, fmt)
         return
     typer.echo(
         f"study {config.study.name}: {state['finished']}/{state['target']} finished "
@@ -222,7 +204,7 @@ def status(
         f"{state['running']} running, {state['waiting']} waiting; hardware: {', '.join(state['hardware']) or '-'}"
     )
     if front:
-        typer.echo(f"\nPareto front ({', '.join(o.name + ' ' + o.direction.name.lower() for o in objectives)}):")
+        typer.echo(f"\nPareto front ({', '.join(o['name'] + ' ' + o['direction'] for o in summary['objectives'])}):")
         emit([_front_cells(r) for r in front], Format.table)
     for seed in seeds:
         typer.echo(f"{seed['seed']} (trial {seed['trial']}): {seed['placement']}")
@@ -267,10 +249,11 @@ def export(
     from lfm2_nas.spec import ModelSpec
 
     config, handle = _locate(file, storage, study, root)
-    trials = optuna.load_study(study_name=config.study.name, storage=handle).get_trials(deepcopy=False)
+    loaded = optuna.load_study(study_name=config.study.name, storage=handle)
+    trials = loaded.get_trials(deepcopy=False)
     folder = out or study_dir(config.study.name, root)
-    summary = _write_outputs(config, trials, folder)
-    numbers = list(checkpoint or []) + (summary["pareto_front"] if pareto_checkpoints else [])
+    summary = _write_outputs(config, loaded, folder)
+    numbers = list(checkpoint or []) + ([r["trial"] for r in summary["pareto_front"]] if pareto_checkpoints else [])
     by_number = {t.number: t for t in trials}
     for number in dict.fromkeys(numbers):
         trial = by_number.get(number)

@@ -14,9 +14,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pandas as pd
 
-from lfm2_nas.search.report import COLUMNS
+from lfm2_nas.search.config import SearchConfig
+from lfm2_nas.search.report import COLUMNS, summarize_study
 from lfm2_nas.spec import ModelSpec
 
 
@@ -60,6 +62,19 @@ def write_plot(rows: list[dict[str, Any]], front: list[dict[str, Any]], path: Pa
         return _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     finally:
         plt.close(fig)
+
+
+def write_results(config: SearchConfig, study: optuna.Study, folder: Path) -> dict[str, Any]:
+    """``trials.csv``, ``pareto.csv``, ``summary.json`` and (once something is measured) ``pareto.png``
+    into ``folder``; returns the summary."""
+    summary = summarize_study(config, study)
+    rows, front = summary.pop("rows"), summary["pareto_front"]
+    write_table(rows, folder / "trials.csv")
+    write_table(front, folder / "pareto.csv")
+    write_summary({**summary, "pareto_front": [r["trial"] for r in front]}, folder / "summary.json")
+    if any(isinstance(r["decode_ms"], (int, float)) and isinstance(r["quality"], (int, float)) for r in rows):
+        write_plot(rows, front, folder / "pareto.png", x="decode_ms", y="quality")
+    return summary
 
 
 def export_checkpoint(spec: ModelSpec, folder: Path, dtype: str = "float32", seed: int = 0) -> Path:

@@ -25,6 +25,8 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 OWNER_ATTR = "worker"
+#: Study attribute: the number of finished trials the study is run to (set by the latest ``run``).
+TARGET_ATTR = "target_trials"
 MAX_RETRIES = 2
 #: A RUNNING trial with no owner record (its worker died between creating and stamping it) is
 #: treated as orphaned after this long.

@@ -15,11 +15,12 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
+import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from lfm2_nas.search.config import SearchConfig
 from lfm2_nas.search.objectives import Objective, objectives_for
-from lfm2_nas.search.recovery import OWNER_ATTR, counted_trials, replaced_numbers
+from lfm2_nas.search.recovery import OWNER_ATTR, TARGET_ATTR, counted_trials, replaced_numbers
 from lfm2_nas.spec import ModelSpec
 
 #: Columns of ``trials.csv`` / ``pareto.csv``, in order.
@@ -172,4 +173,27 @@ def progress(trials: list[FrozenTrial], target: int) -> dict[str, Any]:
         "waiting": counts["waiting"],
         "hardware": sorted({r["hardware"] for r in rows if r["hardware"]}),
         "failures": [{"trial": r["trial"], "reason": r["reason"]} for r in rows if r["status"] == "fail"],
+    }
+
+
+def hardware_profiles(trials: list[FrozenTrial]) -> dict[str, dict[str, Any]]:
+    """The hardware profile of every machine that measured a trial, by slug."""
+    return {t.user_attrs["hardware_slug"]: t.user_attrs["hardware"] for t in trials if "hardware" in t.user_attrs}
+
+
+def summarize_study(config: SearchConfig, study: optuna.Study) -> dict[str, Any]:
+    """Everything ``status`` shows and ``summary.json`` holds: progress towards the study's target,
+    the front (trial rows), where the seeded layouts land, and the hardware that measured."""
+    trials = study.get_trials(deepcopy=False)
+    objectives = front_objectives(config)
+    rows = trial_rows(trials)
+    front = pareto_front(rows, objectives)
+    return {
+        "study": config.study.name,
+        "objectives": [{"name": o.name, "direction": o.direction.name.lower()} for o in objectives],
+        "progress": progress(trials, study.user_attrs.get(TARGET_ATTR, config.study.trials)),
+        "pareto_front": front,
+        "seeds": seed_placement(rows, front, objectives),
+        "hardware": hardware_profiles(trials),
+        "rows": rows,
     }

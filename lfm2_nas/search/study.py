@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from lfm2_nas.search.config import SearchConfig, parse_config
 from lfm2_nas.search.measurements import Evaluator
 from lfm2_nas.search.objectives import objectives_for
-from lfm2_nas.search.recovery import counted_trials, recover_orphans, requeue
+from lfm2_nas.search.recovery import TARGET_ATTR, counted_trials, recover_orphans, requeue
 from lfm2_nas.search.space import SearchSpace
 from lfm2_nas.search.storage import JOURNAL_NAME, study_dir
 from lfm2_nas.search.trial import TrialFailed, TrialRunner
@@ -133,11 +133,16 @@ def run_study(
     max_trials: int | None = None,
     on_trial: Callable[[FrozenTrial], None] | None = None,
 ) -> RunReport:
-    """Run trials until the study holds ``target`` finished trials (default ``[study] trials``) or
-    this call has run ``max_trials``. Ctrl-C fails the trial in progress, re-queues its layout and
-    re-raises; finished trials are already stored, so the next run resumes."""
+    """Run trials until the study holds ``target`` finished trials or this call has run ``max_trials``.
+
+    ``target`` is stored in the study, so workers (which pass none) run to the latest target set,
+    else to ``[study] trials``. Ctrl-C fails the trial in progress, re-queues its layout and
+    re-raises; finished trials are already stored, so the next run resumes.
+    """
     runner = TrialRunner(config, SearchSpace(config.space), evaluator, objectives_for(config))
-    report = RunReport(target=target or config.study.trials)
+    if target is not None:
+        study.set_user_attr(TARGET_ATTR, target)
+    report = RunReport(target=target or study.user_attrs.get(TARGET_ATTR, config.study.trials))
     report.recovered = len(recover_orphans(study))
     consecutive_failures = 0
     while True:
