@@ -88,8 +88,11 @@ class Measurer:
 
         q = self.config.quality
         options = {"progress": False, **q.options}  # one progress line per trial is the CLI's
-        with cpu_lock(self.config.study.cpu_lock, exclusive=False):
-            result = evaluate(spec, q.tier, budget=q.budget, seed=q.seed, **options)
+        try:
+            with cpu_lock(self.config.study.cpu_lock, exclusive=False):
+                result = evaluate(spec, q.tier, budget=q.budget, seed=q.seed, **options)
+        except ValueError as err:  # e.g. a layout the proxy's scale-down rule cannot shrink
+            return QualityScore(ok=False, reason=f"cannot evaluate this layout: {err}")
         if result.higher_is_better != QUALITY_HIGHER_IS_BETTER[q.tier]:
             raise RuntimeError(f"quality tier {q.tier} reports higher_is_better={result.higher_is_better}; "
                                "the study's objective direction disagrees")
