@@ -219,3 +219,22 @@ def test_workers_follow_the_latest_target(tmp_path):
     assert worker.ran == 0 and worker.target == 4
     _, extended = _run(tmp_path, config, target=6)
     assert extended.ran == 2 and extended.counted == 6
+
+
+def test_cpu_lock_is_exclusive_for_timing_and_shared_for_training(tmp_path):
+    import fcntl
+
+    from lfm2_nas.search.lock import cpu_lock
+
+    path = str(tmp_path / "cpu.lock")
+    other = os.open(path, os.O_RDWR | os.O_CREAT)
+    with cpu_lock(path, exclusive=False):
+        fcntl.flock(other, fcntl.LOCK_SH | fcntl.LOCK_NB)  # another shared holder may join
+        fcntl.flock(other, fcntl.LOCK_UN)
+    with cpu_lock(path, exclusive=True):
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released on exit
+    os.close(other)
+    with cpu_lock(None, exclusive=True):
+        pass
