@@ -167,7 +167,7 @@ def run_study(
                 _requeue_interrupted(study, runner.current)
             raise
         report.ran += 1
-        done = study.get_trials(deepcopy=False)[-1] if runner.current is None else _trial(study, runner.current)
+        done = _trial(study, runner.current)
         if done.state == TrialState.FAIL:
             report.failed += 1
             consecutive_failures += 1
@@ -179,10 +179,10 @@ def run_study(
     return report
 
 
-def _trial(study: optuna.Study, number: int) -> FrozenTrial:
-    return study._storage.get_trial(  # noqa: SLF001 - fetch one trial without copying them all
-        study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)  # noqa: SLF001
-    )
+def _trial(study: optuna.Study, number: int | None) -> FrozenTrial:
+    """Trial ``number`` (trial numbers are positions in the study); the last one for None."""
+    trials = study.get_trials(deepcopy=False)
+    return trials[-1 if number is None else number]
 
 
 def _requeue_interrupted(study: optuna.Study, number: int) -> None:
