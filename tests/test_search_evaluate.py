@@ -93,3 +93,22 @@ def test_search_run_measures_resumes_and_extends(tmp_path, hardware, monkeypatch
     assert code == 0 and "target reached: ran 1 trial(s) here" in err and "study has 4/4" in err
     summary = json.loads((tmp_path / "experiments" / "real" / "summary.json").read_text())
     assert summary["progress"]["finished"] == 4 and summary["seeds"][0]["seed"] == "lfm2-tiny"
+
+
+def test_repeated_layout_quality_comes_from_the_store(tmp_path, hardware, monkeypatch):
+    import lfm2_nas.quality as quality
+
+    from lfm2_nas.registry import get_spec
+    from lfm2_nas.search.config import parse_config
+    from lfm2_nas.search.evaluate import Measurer
+
+    calls = []
+    real = quality.evaluate
+    monkeypatch.setattr(quality, "evaluate", lambda *a, **k: calls.append(a) or real(*a, **k))
+    config = parse_config(SEARCH)
+    spec = get_spec("lfm2-tiny")
+    first = Measurer(config, tmp_path / "study").quality(spec)
+    again = Measurer(config, tmp_path / "study")  # a later process, same study folder
+    assert again.quality(spec) == first and first.ok and first.metric == "non_embedding_params"
+    assert len(calls) == 1 and again.quality_hits == 1
+    assert (tmp_path / "study" / "cache" / "quality.jsonl").is_file()

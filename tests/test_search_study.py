@@ -15,7 +15,6 @@ from optuna.trial import TrialState
 from search_helpers import AnalyticEvaluator, journal, tiny_config
 
 from lfm2_nas.registry import get_spec
-from lfm2_nas.search.cache import CachedEvaluator, ResultCache
 from lfm2_nas.search.report import front_objectives, pareto_front, trial_rows
 from lfm2_nas.search.storage import open_storage
 from lfm2_nas.search.study import StudyError, config_of, open_study, run_study
@@ -105,18 +104,6 @@ def test_a_crash_fails_the_trial_and_repeated_crashes_stop_the_worker(tmp_path):
     study, report = _run(tmp_path, tiny_config(), _Crashing())
     assert report.stopped_reason == "5 trials failed in a row"
     assert all(t.user_attrs["fail_reason"] == "crashed: RuntimeError: boom" for t in study.trials)
-
-
-def test_repeated_layout_quality_costs_nothing(tmp_path):
-    config = tiny_config()
-    inner = AnalyticEvaluator()
-    spec = get_spec("lfm2-tiny")
-    first = CachedEvaluator(inner, ResultCache(tmp_path / "cache"), config).quality(spec)
-    again = CachedEvaluator(inner, ResultCache(tmp_path / "cache"), config)  # a later process
-    assert again.quality(spec) == first and again.hits == 1 and inner.calls["quality"] == 1
-    other = CachedEvaluator(inner, ResultCache(tmp_path / "cache"), tiny_config(**{'tier = "analytic"': 'tier = "text"'}))
-    other.quality(spec)  # other quality settings: measured anew
-    assert inner.calls["quality"] == 2
 
 
 def test_changed_search_file_is_refused_on_resume(tmp_path):

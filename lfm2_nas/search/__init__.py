@@ -7,7 +7,7 @@
 Modules, one concern each: :mod:`.config` (the search file), :mod:`.space` (trial -> layout),
 :mod:`.screening` (constraints), :mod:`.objectives`, :mod:`.trial` (one trial's pipeline),
 :mod:`.study` (create / resume / run), :mod:`.storage`, :mod:`.recovery` (orphaned trials),
-:mod:`.cache`, :mod:`.evaluate` (the only module that calls the profiler and the quality proxies),
+:mod:`.evaluate` (the only module that calls the profiler and the quality proxies),
 :mod:`.report`, :mod:`.export`, :mod:`.plot`, :mod:`.lock`.
 """
 

@@ -3,9 +3,11 @@ and memory at full size, on this machine) and :mod:`lfm2_nas.quality` (the quali
 
 :class:`Measurer` turns their results into the search's plain records
 (:class:`~lfm2_nas.search.measurements.LatencyResult`, :class:`~lfm2_nas.search.measurements.QualityScore`).
-Profiles are cached by the profiler's own result store (by spec, hardware profile, workload and
-timing settings; ``profiles/cache/<hardware>.jsonl``), so a layout a sweep or an earlier study
-already measured costs nothing; quality results are cached by :class:`~lfm2_nas.search.cache.CachedEvaluator`.
+Both are cached by their packages' own result stores, so a layout seen again (re-sampled, retried,
+or measured by a sweep or an earlier study) costs nothing: profiles by spec, hardware profile,
+workload and timing settings (``profiles/cache/<hardware>.jsonl``); quality results by spec, tier,
+budget, seed and options (``<study folder>/cache/quality.jsonl``; successful ones only, a failure
+may be transient).
 
 With ``[study] cpu_lock`` set, profiling holds that lock exclusively (like ``flock -x``) and
 training holds it shared, so timings are not disturbed by other work that respects the lock.
@@ -18,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from lfm2_nas import cost
-from lfm2_nas.search.cache import CachedEvaluator, ResultCache
 from lfm2_nas.search.config import SearchConfig
 from lfm2_nas.search.lock import cpu_lock
 from lfm2_nas.search.measurements import LatencyResult, QualityScore
@@ -44,8 +45,9 @@ def _scalar_row(row: dict[str, Any]) -> dict[str, Any]:
 class Measurer:
     """Measures layouts for one search file on this machine (see module docstring)."""
 
-    def __init__(self, config: SearchConfig) -> None:
+    def __init__(self, config: SearchConfig, folder: str | Path) -> None:
         from lfm2_nas.profiler import LatencyPredictor, TimingConfig, Workload, load_or_measure_hardware
+        from lfm2_nas.quality import ResultStore
 
         t = config.target
         self.config = config
@@ -63,6 +65,8 @@ class Measurer:
         self._predictor_cls = LatencyPredictor
         self.predictor = LatencyPredictor.load(config.screening.predictor) if config.screening.predictor else None
         self._predictor_from_file = self.predictor is not None
+        self.quality_store = ResultStore(Path(folder) / "cache" / "quality.jsonl")
+        self.quality_hits = 0  # evaluations the store saved
 
     def hardware(self) -> dict[str, Any]:
         return self.profile.to_dict()
@@ -84,15 +88,22 @@ class Measurer:
         )
 
     def quality(self, spec: ModelSpec) -> QualityScore:
-        from lfm2_nas.quality import evaluate
+        from lfm2_nas.quality import evaluate, result_key
 
         q = self.config.quality
-        options = {"progress": False, **q.options}  # one progress line per trial is the CLI's
-        try:
-            with cpu_lock(self.config.study.cpu_lock, exclusive=False):
-                result = evaluate(spec, q.tier, budget=q.budget, seed=q.seed, **options)
-        except ValueError as err:  # e.g. a layout the proxy's scale-down rule cannot shrink
-            return QualityScore(ok=False, reason=f"cannot evaluate this layout: {err}")
+        key = result_key(spec, q.tier, q.budget, q.seed, q.options)
+        result = self.quality_store.get(key)
+        if result is not None:
+            self.quality_hits += 1
+        else:
+            options = {"progress": False, **q.options}  # one progress line per trial is the CLI's
+            try:
+                with cpu_lock(self.config.study.cpu_lock, exclusive=False):
+                    result = evaluate(spec, q.tier, budget=q.budget, seed=q.seed, **options)
+            except ValueError as err:  # e.g. a layout the proxy's scale-down rule cannot shrink
+                return QualityScore(ok=False, reason=f"cannot evaluate this layout: {err}")
+            if result.ok:
+                self.quality_store.put(key, result, layout=spec.pattern)
         if result.higher_is_better != QUALITY_HIGHER_IS_BETTER[q.tier]:
             raise RuntimeError(f"quality tier {q.tier} reports higher_is_better={result.higher_is_better}; "
                                "the study's objective direction disagrees")
@@ -132,6 +143,6 @@ class Measurer:
             self.predictor = None
 
 
-def make_evaluator(config: SearchConfig, folder: str | Path) -> CachedEvaluator:
-    """The evaluator a search run uses: a :class:`Measurer`, its quality results cached in ``folder/cache``."""
-    return CachedEvaluator(Measurer(config), ResultCache(Path(folder) / "cache"), config)
+def make_evaluator(config: SearchConfig, folder: str | Path) -> Measurer:
+    """The evaluator a search run uses; ``folder`` (the study's) holds its quality cache."""
+    return Measurer(config, folder)

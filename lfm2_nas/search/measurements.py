@@ -6,7 +6,6 @@ profiler and the quality proxies (the one module that knows those APIs).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,13 +24,6 @@ class LatencyResult:
     unstable: bool = False  # the profiler flagged the spread of its samples
     row: dict[str, Any] = field(default_factory=dict)  # the profiler's own result row (scalars only)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LatencyResult:
-        return cls(**data)
-
 
 @dataclass(frozen=True)
 class QualityScore:
@@ -45,13 +37,6 @@ class QualityScore:
     tokens: int = 0
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> QualityScore:
-        return cls(**data)
 
 
 class Evaluator(Protocol):
