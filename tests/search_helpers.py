@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -107,3 +109,17 @@ class AnalyticEvaluator:
 
 def journal(tmp_path: Path) -> str:
     return str(tmp_path / "journal.log")
+
+
+def run_cli(monkeypatch, capsys, *args: Any) -> subprocess.CompletedProcess:
+    """The ``lfm2-nas`` entry point in this process (torch imported once); exit code and output."""
+    from lfm2_nas.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["lfm2-nas", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code or 0
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, out, err)

@@ -11,10 +11,9 @@ from wsgiref.util import setup_testing_defaults
 import optuna
 import pandas as pd
 import pytest
-from search_helpers import TINY_TOML, AnalyticEvaluator, tiny_config
+from search_helpers import TINY_TOML, AnalyticEvaluator, run_cli, tiny_config
 
 from lfm2_nas import cost
-from lfm2_nas.cli import main
 from lfm2_nas.registry import get_spec
 from lfm2_nas.search.report import COLUMNS
 from lfm2_nas.search.storage import open_storage
@@ -37,14 +36,7 @@ def cli(monkeypatch, capsys):
 
     def run(*args, cwd):
         monkeypatch.chdir(cwd)
-        monkeypatch.setattr(sys, "argv", ["lfm2-nas", *map(str, args)])
-        try:
-            main()
-            code = 0
-        except SystemExit as exit_:
-            code = exit_.code or 0
-        out, err = capsys.readouterr()
-        return subprocess.CompletedProcess(args, code, out, err)
+        return run_cli(monkeypatch, capsys, *args)
 
     return run
 

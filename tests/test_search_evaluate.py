@@ -2,13 +2,12 @@
 loops) and the analytic quality tier, end to end, resumed, then extended."""
 
 import json
-import sys
 
 import optuna
 import pandas as pd
 import pytest
+from search_helpers import run_cli
 
-from lfm2_nas.cli import main
 from lfm2_nas.search.storage import open_storage
 
 profiler = pytest.importorskip("lfm2_nas.profiler", reason="needs the profiler package (issue 3)")
@@ -57,14 +56,8 @@ def hardware(tmp_path, monkeypatch):
 
 
 def _cli(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["lfm2-nas", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
+    result = run_cli(monkeypatch, capsys, *args)
+    return result.returncode, result.stdout, result.stderr
 
 
 def test_search_run_measures_resumes_and_extends(tmp_path, hardware, monkeypatch, capsys):
