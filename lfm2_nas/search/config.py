@@ -111,7 +111,7 @@ class QualitySection:
 @dataclass(frozen=True)
 class ScreeningSection:
     predictor: str | None = None
-    min_rows: int = 6
+    min_rows: int = 8
 
 
 @dataclass(frozen=True)
@@ -550,7 +550,7 @@ def _read_quality(r: _Reader) -> QualitySection:
 def _read_screening(r: _Reader) -> ScreeningSection:
     return ScreeningSection(
         predictor=r.string("screening", "predictor", None),
-        min_rows=r.integer("screening", "min_rows", 6, minimum=2),
+        min_rows=r.integer("screening", "min_rows", 8, minimum=2),
     )
 
 
