@@ -105,3 +105,24 @@ def test_repeated_layout_quality_comes_from_the_store(tmp_path, hardware, monkey
     assert again.quality(spec) == first and first.ok and first.metric == "non_embedding_params"
     assert len(calls) == 1 and again.quality_hits == 1
     assert (tmp_path / "study" / "cache" / "quality.jsonl").is_file()
+
+
+def test_a_stored_profile_is_reused_without_taking_the_cpu_lock(tmp_path, hardware, monkeypatch):
+    import fcntl
+    import os
+
+    from lfm2_nas.registry import get_spec
+    from lfm2_nas.search.config import parse_config
+    from lfm2_nas.search.evaluate import Measurer
+
+    lock = tmp_path / "cpu.lock"
+    config = parse_config(SEARCH.replace('sampler = "random"', f'sampler = "random"\ncpu_lock = "{lock}"'))
+    measurer = Measurer(config, tmp_path / "study")
+    spec = get_spec("lfm2-tiny")
+    first = measurer.latency(spec)
+    holder = os.open(lock, os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # someone else times something now
+    try:
+        assert measurer.latency(spec) == first  # served from the profiler's store, no waiting
+    finally:
+        os.close(holder)

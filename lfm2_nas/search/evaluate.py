@@ -15,6 +15,7 @@ training holds it shared, so timings are not disturbed by other work that respec
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,8 @@ class Measurer:
     def latency(self, spec: ModelSpec) -> LatencyResult:
         from lfm2_nas.profiler import profile_layout
 
-        with cpu_lock(self.config.study.cpu_lock, exclusive=True):
+        lock = contextlib.nullcontext() if self._profiled(spec) else cpu_lock(self.config.study.cpu_lock, exclusive=True)
+        with lock:
             result = profile_layout(spec, self.workload, self.profile, **self.profiler_options)
         if not result.ok:
             return LatencyResult(ok=False, reason=result.reason or "unknown profiler failure")
@@ -86,6 +88,16 @@ class Measurer:
             unstable=result.prefill_ms.unstable or result.decode_ms_per_token.unstable,
             row=_scalar_row(result.to_row()),
         )
+
+    def _profiled(self, spec: ModelSpec) -> bool:
+        """Whether the profiler's store already holds this measurement (then nothing runs: no lock)."""
+        from lfm2_nas.profiler.layout import default_store
+        from lfm2_nas.profiler.result import result_key
+
+        o = self.profiler_options
+        key = result_key(spec, self.workload, self.profile.slug, o["timing"], o.get("cache_fill", "synthetic"),
+                         o.get("memory_limit_bytes"))
+        return default_store(self.profile).get(key) is not None
 
     def quality(self, spec: ModelSpec) -> QualityScore:
         from lfm2_nas.quality import evaluate, result_key
