@@ -43,6 +43,14 @@ def _scalar_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _unprofiled(device: str) -> bool:
+    """True when this machine has no saved hardware profile of ``device`` yet (measuring one needs
+    the CPU to itself)."""
+    from lfm2_nas.profiler.hardware import device_identity, profiles_dir
+
+    return not any(profiles_dir().glob(f"{device_identity(device)['slug']}-*.json"))
+
+
 class Measurer:
     """Measures layouts for one search file on this machine (see module docstring)."""
 
@@ -56,7 +64,7 @@ class Measurer:
             prompt_len=t.prompt_len, context_depth=t.context_depth, batch=t.batch,
             dtype=t.dtype, device=t.device, threads=t.threads,
         )
-        with cpu_lock(config.study.cpu_lock, exclusive=True):  # a first run measures the hardware
+        with cpu_lock(config.study.cpu_lock, exclusive=True) if _unprofiled(t.device) else contextlib.nullcontext():
             self.profile = load_or_measure_hardware(t.device, threads=t.threads)
         options = dict(t.profiler)  # validated by the config module
         timing = {k: options.pop(k) for k in TIMING_KEYS if k in options}
