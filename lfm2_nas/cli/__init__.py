@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from lfm2_nas.cli import build, profile, quality, sweep, variants
+from lfm2_nas.cli import build, profile, quality, search, sweep, variants
 
 app = typer.Typer(
     name="lfm2-nas",
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(variants.app, name="variants")
 app.add_typer(quality.app, name="quality")
+app.add_typer(search.app, name="search")
 app.command("build")(build.build)
 app.add_typer(profile.app, name="profile")
 app.command("sweep")(sweep.sweep)

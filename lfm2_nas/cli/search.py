@@ -1,0 +1,264 @@
+"""``lfm2-nas search run|worker|status|export``: Optuna layout search against measured latency."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lfm2_nas.cli.output import Format, emit
+from lfm2_nas.units import format_bytes, format_count
+
+app = typer.Typer(
+    help="Search layouts with Optuna: a quality proxy against measured latency and memory.",
+    no_args_is_help=True,
+)
+
+FileArgument = Annotated[
+    Path | None, typer.Argument(help="search file (TOML); none: the built-in default search", show_default=False)
+]
+StorageOption = Annotated[
+    str | None,
+    typer.Option("--storage", help="SQLAlchemy URL (postgresql://...) or journal file; default: experiments/<study>/journal.log"),
+]
+StudyOption = Annotated[str | None, typer.Option("--study", help="study name (default: the search file's)")]
+RootOption = Annotated[Path, typer.Option("--root", help="folder holding one subfolder per study")]
+FormatOption = Annotated[Format, typer.Option("--format", help="table for people, json for machines")]
+
+
+def _fail(lines: list[str]) -> typer.Exit:
+    for line in lines:
+        typer.echo(f"error: {line}", err=True)
+    return typer.Exit(2)
+
+
+def _config(file: Path | None) -> Any:
+    from lfm2_nas.search import default_search_file
+    from lfm2_nas.search.config import SearchConfigError, load_config
+
+    try:
+        return load_config(file if file is not None else default_search_file())
+    except SearchConfigError as err:
+        raise _fail([f"{err.source}: {p}" for p in err.problems]) from None
+
+
+def _open(config: Any, storage: str | None, root: Path) -> tuple[Any, str]:
+    from lfm2_nas.search.recovery import on_stale_trial
+    from lfm2_nas.search.storage import open_storage
+    from lfm2_nas.search.study import default_journal
+
+    location = storage or config.study.storage or str(default_journal(config, root))
+    return open_storage(location, on_stale_trial=on_stale_trial), location
+
+
+def _locate(file: Path | None, storage: str | None, study: str | None, root: Path) -> tuple[Any, Any]:
+    """(stored config, storage) of an existing study, named by its search file or by ``--study``;
+    with neither, the built-in default search's."""
+    from lfm2_nas.search.storage import JOURNAL_NAME, is_url, open_storage, study_dir
+    from lfm2_nas.search.study import config_of
+
+    config = _config(file) if file is not None or study is None else None
+    name = study or config.study.name
+    location = storage or (config.study.storage if config else None) or str(study_dir(name, root) / JOURNAL_NAME)
+    if not is_url(location) and not Path(location).is_file():
+        raise _fail([f"no study journal at {location}: run 'lfm2-nas search run' first, or give --storage URL"])
+    handle = open_storage(location)
+    return config_of(handle, name), handle
+
+
+def _quiet_optuna() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures are reported by our own trial lines
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("lfm2_nas.search.trial").setLevel(logging.WARNING)
+
+
+def _sigterm_as_interrupt() -> Any:
+    """Make ``kill`` (SIGTERM) stop a run like Ctrl-C does; returns the previous handler."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _trial_line(trial: Any) -> str:
+    from lfm2_nas.search.report import trial_row
+
+    r = trial_row(trial)
+    parts = [f"trial {r['trial']:>3}", f"{r['status']:<10}", r["pattern"] or "-"]
+    if r["params"]:
+        parts.append(format_count(r["params"]))
+    for key, fmt in (("quality", "{:.4g}"), ("decode_ms", "decode {:.1f} ms"), ("prefill_ms", "prefill {:.0f} ms")):
+        if isinstance(r[key], (int, float)):
+            parts.append(fmt.format(r[key]))
+    if r["peak_bytes"]:
+        parts.append(f"peak {format_bytes(r['peak_bytes'])}")
+    if r["seed"]:
+        parts.append(f"[{r['seed']}]")
+    if r["reason"] and r["status"] != "measured":
+        parts.append(f"- {r['reason']}")
+    return "  ".join(parts)
+
+
+def _execute(config: Any, handle: Any, location: str, root: Path, worker: bool, target: int | None, max_trials: int | None) -> None:
+    from lfm2_nas.search.evaluate import make_evaluator
+    from lfm2_nas.search.storage import redact, study_dir
+    from lfm2_nas.search.study import open_study, run_study
+
+    _quiet_optuna()
+    study = open_study(config, handle, worker=worker)
+    folder = study_dir(config.study.name, root)
+    evaluator = make_evaluator(config, folder)
+    slug = evaluator.hardware().get("slug", "unknown")
+    typer.echo(f"study {config.study.name} in {redact(location)}; measuring on {slug}", err=True)
+    previous = _sigterm_as_interrupt()
+    try:
+        report = run_study(study, config, evaluator, target=target, max_trials=max_trials,
+                           on_trial=lambda t: typer.echo(_trial_line(t), err=True))
+    except KeyboardInterrupt:
+        typer.echo("interrupted: the trial in progress was re-queued; run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    typer.echo(
+        f"{report.stopped_reason}: ran {report.ran} trial(s) here ({report.failed} failed, "
+        f"{report.recovered} orphan(s) recovered); study has {report.counted}/{report.target}",
+        err=True,
+    )
+    _write_outputs(config, study, folder)
+
+
+def _write_outputs(config: Any, study: Any, folder: Path) -> dict[str, Any]:
+    from lfm2_nas.search.export import write_results
+
+    summary = write_results(config, study, folder)
+    for seed in summary["seeds"]:
+        typer.echo(f"{seed['seed']} (trial {seed['trial']}): {seed['placement']}")
+    typer.echo(f"wrote {folder}/trials.csv, pareto.csv ({len(summary['pareto_front'])} layouts), summary.json")
+    return summary
+
+
+@app.command("run")
+def run(
+    file: FileArgument = None,
+    storage: StorageOption = None,
+    trials: Annotated[int | None, typer.Option("--trials", help="study-wide target of finished trials (default: the file's)")] = None,
+    root: RootOption = Path("experiments"),
+) -> None:
+    """Create or resume the study of FILE and run trials until it holds its target.
+
+    Re-running the same command resumes: finished trials are kept, interrupted ones re-run.
+    """
+    config = _config(file)
+    handle, location = _open(config, storage, root)
+    _execute(config, handle, location, root, worker=False, target=trials or config.study.trials, max_trials=None)
+
+
+@app.command("worker")
+def worker(
+    storage: Annotated[str, typer.Option("--storage", help="the study's database URL (postgresql://...) or journal file")],
+    study: Annotated[str, typer.Option("--study", help="name of an existing study")],
+    trials: Annotated[int | None, typer.Option("--trials", help="stop after this many trials here (default: until the study's target)")] = None,
+    root: RootOption = Path("experiments"),
+) -> None:
+    """Join an existing study from any machine; measures on THIS machine's hardware."""
+    from lfm2_nas.search.recovery import on_stale_trial
+    from lfm2_nas.search.storage import open_storage
+    from lfm2_nas.search.study import config_of
+
+    handle = open_storage(storage, on_stale_trial=on_stale_trial)
+    config = config_of(handle, study)
+    _execute(config, handle, storage, root, worker=True, target=None, max_trials=trials)
+
+
+@app.command("status")
+def status(
+    file: FileArgument = None,
+    storage: StorageOption = None,
+    study: StudyOption = None,
+    root: RootOption = Path("experiments"),
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Progress, the current Pareto front, where the seeded LFM2 layouts sit, and failures."""
+    import optuna
+
+    from lfm2_nas.search.report import summarize_study
+
+    config, handle = _locate(file, storage, study, root)
+    summary = summarize_study(config, optuna.load_study(study_name=config.study.name, storage=handle))
+    state, front, seeds = summary["progress"], summary["pareto_front"], summary["seeds"]
+    if fmt is Format.json:
+        del summary["rows"]
+        emit(summary, fmt)
+        return
+    typer.echo(
+        f"study {config.study.name}: {state['finished']}/{state['target']} finished "
+        f"({state['measured']} measured, {state['feasible']} feasible, {state['screened']} screened, "
+        f"{state['infeasible']} over a limit, {state['failed']} failed of which {state['requeued']} re-queued), "
+        f"{state['running']} running, {state['waiting']} waiting; hardware: {', '.join(state['hardware']) or '-'}"
+    )
+    if front:
+        typer.echo(f"\nPareto front ({', '.join(o['name'] + ' ' + o['direction'] for o in summary['objectives'])}):")
+        emit([_front_cells(r) for r in front], Format.table)
+    for seed in seeds:
+        typer.echo(f"{seed['seed']} (trial {seed['trial']}): {seed['placement']}")
+    if state["failures"]:
+        typer.echo("\nfailures:")
+        for failure in state["failures"]:
+            typer.echo(f"  trial {failure['trial']}: {failure['reason']}")
+
+
+def _front_cells(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "trial": r["trial"],
+        "seed": r["seed"],
+        "pattern": r["pattern"],
+        "params": format_count(r["params"]) if r["params"] else "",
+        "hidden": r["hidden_size"],
+        "kv": r["kv_heads"],
+        "ffn": r["ffn_dim"],
+        "quality": f"{r['quality']:.4g}" if r["quality"] is not None else "",
+        "decode_ms": f"{r['decode_ms']:.1f}" if r["decode_ms"] is not None else "",
+        "prefill_ms": f"{r['prefill_ms']:.0f}" if r["prefill_ms"] is not None else "",
+        "peak": format_bytes(r["peak_bytes"]) if r["peak_bytes"] else "",
+        "hardware": r["hardware"],
+    }
+
+
+@app.command("export")
+def export(
+    file: FileArgument = None,
+    storage: StorageOption = None,
+    study: StudyOption = None,
+    root: RootOption = Path("experiments"),
+    out: Annotated[Path | None, typer.Option("--out", help="folder for the tables (default: experiments/<study>)")] = None,
+    checkpoint: Annotated[list[int] | None, typer.Option("--checkpoint", help="trial number to export as an HF checkpoint (repeatable)")] = None,
+    pareto_checkpoints: Annotated[bool, typer.Option("--pareto-checkpoints", help="export every Pareto-front layout as an HF checkpoint")] = False,
+) -> None:
+    """Write trials.csv, pareto.csv, summary.json and pareto.png; optionally HF checkpoints of layouts."""
+    import optuna
+
+    from lfm2_nas.search.export import export_checkpoint
+    from lfm2_nas.search.storage import study_dir
+    from lfm2_nas.spec import ModelSpec
+
+    config, handle = _locate(file, storage, study, root)
+    loaded = optuna.load_study(study_name=config.study.name, storage=handle)
+    trials = loaded.get_trials(deepcopy=False)
+    folder = out or study_dir(config.study.name, root)
+    summary = _write_outputs(config, loaded, folder)
+    numbers = list(checkpoint or []) + ([r["trial"] for r in summary["pareto_front"]] if pareto_checkpoints else [])
+    by_number = {t.number: t for t in trials}
+    for number in dict.fromkeys(numbers):
+        trial = by_number.get(number)
+        if trial is None or "spec" not in trial.user_attrs:
+            raise _fail([f"trial {number} has no layout to export (trials: 0..{len(trials) - 1})"])
+        spec = ModelSpec.from_dict(trial.user_attrs["spec"])
+        path = export_checkpoint(spec, folder / "export" / f"trial-{number:04d}", dtype=config.target.dtype)
+        typer.echo(f"wrote {path} ({format_count(trial.user_attrs['param_count'])} parameters, pattern {spec.pattern})")

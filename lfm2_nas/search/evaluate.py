@@ -1,0 +1,168 @@
+"""The one bridge between the search and the measuring packages: :mod:`lfm2_nas.profiler` (latency
+and memory at full size, on this machine) and :mod:`lfm2_nas.quality` (the quality proxy).
+
+:class:`Measurer` turns their results into the search's plain records
+(:class:`~lfm2_nas.search.measurements.LatencyResult`, :class:`~lfm2_nas.search.measurements.QualityScore`).
+Both are cached by their packages' own result stores, so a layout seen again (re-sampled, retried,
+or measured by a sweep or an earlier study) costs nothing: profiles by spec, hardware profile,
+workload and timing settings (``profiles/cache/<hardware>.jsonl``); quality results by spec, tier,
+budget, seed and options (``<study folder>/cache/quality.jsonl``; successful ones only, a failure
+may be transient).
+
+With ``[study] cpu_lock`` set, profiling holds that lock exclusively (like ``flock -x``) and
+training holds it shared, so timings are not disturbed by other work that respects the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+from typing import Any
+
+from lfm2_nas import cost
+from lfm2_nas.search.config import SearchConfig
+from lfm2_nas.search.lock import cpu_lock
+from lfm2_nas.search.measurements import LatencyResult, QualityScore
+from lfm2_nas.search.objectives import QUALITY_HIGHER_IS_BETTER
+from lfm2_nas.spec import ModelSpec
+
+#: ``[target.profiler]`` keys that set the profiler's timing loop; the others are passed as they are.
+TIMING_KEYS = ("warmup", "min_count", "min_duration_s")
+
+
+def _scalar_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A profiler row without its raw-sample lists and with non-finite floats as None (JSON-safe)."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, (list, tuple, dict)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        out[key] = value
+    return out
+
+
+def _unprofiled(device: str) -> bool:
+    """True when this machine has no saved hardware profile of ``device`` yet (measuring one needs
+    the CPU to itself)."""
+    from lfm2_nas.profiler.hardware import device_identity, profiles_dir
+
+    return not any(profiles_dir().glob(f"{device_identity(device)['slug']}-*.json"))
+
+
+class Measurer:
+    """Measures layouts for one search file on this machine (see module docstring)."""
+
+    def __init__(self, config: SearchConfig, folder: str | Path) -> None:
+        from lfm2_nas.profiler import LatencyPredictor, TimingConfig, Workload, load_or_measure_hardware
+        from lfm2_nas.quality import ResultStore
+
+        t = config.target
+        self.config = config
+        self.workload = Workload(
+            prompt_len=t.prompt_len, context_depth=t.context_depth, batch=t.batch,
+            dtype=t.dtype, device=t.device, threads=t.threads,
+        )
+        with cpu_lock(config.study.cpu_lock, exclusive=True) if _unprofiled(t.device) else contextlib.nullcontext():
+            self.profile = load_or_measure_hardware(t.device, threads=t.threads)
+        options = dict(t.profiler)  # validated by the config module
+        timing = {k: options.pop(k) for k in TIMING_KEYS if k in options}
+        if "memory_limit" in options:
+            options["memory_limit_bytes"] = options.pop("memory_limit")
+        self.profiler_options = {"timing": TimingConfig(**timing), **options}
+        self._predictor_cls = LatencyPredictor
+        self.predictor = LatencyPredictor.load(config.screening.predictor) if config.screening.predictor else None
+        self._predictor_from_file = self.predictor is not None
+        self.quality_store = ResultStore(Path(folder) / "cache" / "quality.jsonl")
+        self.quality_hits = 0  # evaluations the store saved
+
+    def hardware(self) -> dict[str, Any]:
+        return self.profile.to_dict()
+
+    def latency(self, spec: ModelSpec) -> LatencyResult:
+        from lfm2_nas.profiler import profile_layout
+
+        lock = contextlib.nullcontext() if self._profiled(spec) else cpu_lock(self.config.study.cpu_lock, exclusive=True)
+        with lock:
+            result = profile_layout(spec, self.workload, self.profile, **self.profiler_options)
+        if not result.ok:
+            return LatencyResult(ok=False, reason=result.reason or "unknown profiler failure")
+        return LatencyResult(
+            ok=True,
+            prefill_ms=result.prefill_ms.median,
+            decode_ms=result.decode_ms_per_token.median,
+            peak_bytes=result.peak_bytes,
+            unstable=result.prefill_ms.unstable or result.decode_ms_per_token.unstable,
+            row=_scalar_row(result.to_row()),
+        )
+
+    def _profiled(self, spec: ModelSpec) -> bool:
+        """Whether the profiler's store already holds this measurement (then nothing runs: no lock)."""
+        from lfm2_nas.profiler.layout import default_store
+        from lfm2_nas.profiler.result import result_key
+
+        o = self.profiler_options
+        key = result_key(spec, self.workload, self.profile.slug, o["timing"], o.get("cache_fill", "synthetic"),
+                         o.get("memory_limit_bytes"))
+        return default_store(self.profile).get(key) is not None
+
+    def quality(self, spec: ModelSpec) -> QualityScore:
+        from lfm2_nas.quality import evaluate, result_key
+
+        q = self.config.quality
+        key = result_key(spec, q.tier, q.budget, q.seed, q.options)
+        result = self.quality_store.get(key)
+        if result is not None:
+            self.quality_hits += 1
+        else:
+            options = {"progress": False, **q.options}  # one progress line per trial is the CLI's
+            try:
+                with cpu_lock(self.config.study.cpu_lock, exclusive=False):
+                    result = evaluate(spec, q.tier, budget=q.budget, seed=q.seed, **options)
+            except ValueError as err:  # e.g. a layout the proxy's scale-down rule cannot shrink
+                return QualityScore(ok=False, reason=f"cannot evaluate this layout: {err}")
+            if result.ok:
+                self.quality_store.put(key, result, layout=spec.pattern)
+        if result.higher_is_better != QUALITY_HIGHER_IS_BETTER[q.tier]:
+            raise RuntimeError(f"quality tier {q.tier} reports higher_is_better={result.higher_is_better}; "
+                               "the study's objective direction disagrees")
+        ok = result.ok and math.isfinite(result.score)
+        return QualityScore(
+            ok=ok,
+            reason="" if ok else (result.reason or f"score is {result.score}"),
+            score=result.score if ok else None,
+            metric=result.metric,
+            higher_is_better=result.higher_is_better,
+            tokens=result.tokens,
+            seconds=result.seconds,
+            details=result.details,
+        )
+
+    def predict_latency(self, spec: ModelSpec) -> tuple[float, float] | None:
+        if self.predictor is None:
+            return None
+        try:
+            return self.predictor.predict(spec, self.workload.resolved())
+        except LookupError:  # fitted for another setup (threads, dtype): no prediction
+            return None
+
+    def decode_floor_ms(self, spec: ModelSpec) -> float | None:
+        t = self.config.target
+        bandwidth = self.profile.read_bandwidth_bytes_per_s
+        if not bandwidth:
+            return None
+        return cost.decode_read_bytes(spec, t.context_depth, t.batch, t.dtype) / bandwidth * 1e3
+
+    def update_predictor(self, rows: list[dict[str, Any]]) -> None:
+        if self._predictor_from_file:  # a predictor the user chose stays as it is
+            return
+        try:
+            self.predictor = self._predictor_cls().fit(rows)
+        except ValueError:  # too few rows for this setup yet
+            self.predictor = None
+
+
+def make_evaluator(config: SearchConfig, folder: str | Path) -> Measurer:
+    """The evaluator a search run uses; ``folder`` (the study's) holds its quality cache."""
+    return Measurer(config, folder)

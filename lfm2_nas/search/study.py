@@ -1,0 +1,196 @@
+"""Create, resume and run a study; join one as an extra worker.
+
+A study stores its own search file (the TOML text, as a study attribute), so a worker started with
+nothing but ``--storage URL --study NAME`` evaluates exactly the same space, and re-running
+``search run FILE`` resumes: the study is loaded, orphaned trials recovered, and trials run until
+the study-wide target is met. A changed search file (other than the trial target, sampler, seed,
+storage or lock) is refused: trials measured under different rules must not share a front.
+
+The official LFM2 layout of the base size and its all-attention baseline are enqueued when the
+study is created, so they are trials 0 and 1 of every study.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler, TPESampler
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from lfm2_nas.search.config import SearchConfig, parse_config
+from lfm2_nas.search.measurements import Evaluator
+from lfm2_nas.search.objectives import objectives_for
+from lfm2_nas.search.recovery import TARGET_ATTR, counted_trials, recover_orphans, requeue
+from lfm2_nas.search.space import SearchSpace
+from lfm2_nas.search.storage import JOURNAL_NAME, study_dir
+from lfm2_nas.search.trial import TrialFailed, TrialRunner
+
+log = logging.getLogger(__name__)
+
+CONFIG_ATTR = "search_config"
+FINGERPRINT_ATTR = "search_fingerprint"
+#: Stop a worker after this many failed trials in a row: something is broken beyond one layout.
+MAX_CONSECUTIVE_FAILURES = 5
+
+
+class StudyError(ValueError):
+    """A study that cannot be created, loaded or joined; the message is one line."""
+
+
+def make_sampler(config: SearchConfig, seed: int) -> BaseSampler:
+    """The configured sampler (constraints are read from each trial by all of them)."""
+    s = config.study
+    if s.sampler == "tpe":
+        return TPESampler(seed=seed, n_startup_trials=s.startup_trials)
+    if s.sampler == "nsga2":
+        return NSGAIISampler(seed=seed, population_size=max(2, s.startup_trials))
+    return RandomSampler(seed=seed)
+
+
+def sampler_seed(config: SearchConfig, trials_so_far: int, worker: bool) -> int:
+    """A fresh study runs on the file's seed; a resumed one (and every extra worker) on a seed
+    derived from it, so a restart or a second worker does not re-propose the same layouts."""
+    if not worker and trials_so_far == 0:
+        return config.study.seed
+    salt = f"{config.study.seed}:{trials_so_far}:{os.getpid() if worker else ''}"
+    return zlib.crc32(salt.encode())
+
+
+def open_study(config: SearchConfig, storage: BaseStorage, worker: bool = False) -> optuna.Study:
+    """Create the study of ``config`` in ``storage`` (seeding it) or resume it."""
+    objectives = objectives_for(config)
+    name = config.study.name
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    trials_so_far = existing[name].n_trials if name in existing else 0
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        directions=[o.direction for o in objectives],
+        sampler=make_sampler(config, sampler_seed(config, trials_so_far, worker)),
+        load_if_exists=True,
+    )
+    if list(study.directions) != [o.direction for o in objectives]:
+        raise StudyError(f"study {name!r} exists with other objectives; pick a new [study] name")
+    stored = study.user_attrs.get(FINGERPRINT_ATTR)
+    if stored is None:
+        study.set_user_attr(CONFIG_ATTR, config.text)
+        study.set_user_attr(FINGERPRINT_ATTR, config.fingerprint())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([o.label for o in objectives])  # names shown by optuna-dashboard
+        space = SearchSpace(config.space)
+        for seed_name, spec in space.seed_specs().items():
+            study.enqueue_trial(space.params_for(spec), user_attrs={"seed": seed_name}, skip_if_exists=True)
+    elif stored != config.fingerprint():
+        raise StudyError(
+            f"study {name!r} was created from a different search file (space, target, budgets or "
+            "quality changed); resume it with the original file or give this one a new [study] name"
+        )
+    return study
+
+
+def config_of(storage: BaseStorage, study_name: str) -> SearchConfig:
+    """The search file stored in an existing study (what ``search worker`` evaluates)."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        raise StudyError(
+            f"no study {study_name!r} in this storage (studies there: {', '.join(names) or 'none'}); "
+            "create it with: lfm2-nas search run FILE --storage URL"
+        ) from None
+    text = study.user_attrs.get(CONFIG_ATTR)
+    if text is None:
+        raise StudyError(f"study {study_name!r} was not created by lfm2-nas search (no search file stored)")
+    return parse_config(text, source=f"study {study_name}", default_name=study_name)
+
+
+@dataclass
+class RunReport:
+    """What one call of :func:`run_study` did."""
+
+    ran: int = 0
+    failed: int = 0
+    recovered: int = 0
+    counted: int = 0
+    target: int = 0
+    stopped_reason: str = ""
+
+
+def run_study(
+    study: optuna.Study,
+    config: SearchConfig,
+    evaluator: Evaluator,
+    target: int | None = None,
+    max_trials: int | None = None,
+    on_trial: Callable[[FrozenTrial], None] | None = None,
+) -> RunReport:
+    """Run trials until the study holds ``target`` finished trials or this call has run ``max_trials``.
+
+    ``target`` is stored in the study, so workers (which pass none) run to the latest target set,
+    else to ``[study] trials``. Ctrl-C fails the trial in progress, re-queues its layout and
+    re-raises; finished trials are already stored, so the next run resumes.
+    """
+    runner = TrialRunner(config, SearchSpace(config.space), evaluator, objectives_for(config))
+    if target is not None:
+        study.set_user_attr(TARGET_ATTR, target)
+    report = RunReport(target=target or study.user_attrs.get(TARGET_ATTR, config.study.trials))
+    report.recovered = len(recover_orphans(study))
+    consecutive_failures = 0
+    while True:
+        trials = study.get_trials(deepcopy=False)
+        report.counted = counted_trials(trials)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        if report.counted + running >= report.target:
+            report.stopped_reason = "target reached"
+            break
+        if max_trials is not None and report.ran >= max_trials:
+            report.stopped_reason = "this worker's --trials reached"
+            break
+        if consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
+            report.stopped_reason = f"{consecutive_failures} trials failed in a row"
+            break
+        report.recovered += len(recover_orphans(study))
+        runner.current = None
+        try:
+            study.optimize(runner, n_trials=1, catch=(TrialFailed,))
+        except KeyboardInterrupt:
+            if runner.current is not None:
+                _requeue_interrupted(study, runner.current)
+            raise
+        report.ran += 1
+        done = _trial(study, runner.current)
+        if done.state == TrialState.FAIL:
+            report.failed += 1
+            consecutive_failures += 1
+        else:
+            consecutive_failures = 0
+        if on_trial is not None:
+            on_trial(done)
+    report.counted = counted_trials(study.get_trials(deepcopy=False))
+    return report
+
+
+def _trial(study: optuna.Study, number: int | None) -> FrozenTrial:
+    """Trial ``number`` (trial numbers are positions in the study); the last one for None."""
+    trials = study.get_trials(deepcopy=False)
+    return trials[-1 if number is None else number]
+
+
+def _requeue_interrupted(study: optuna.Study, number: int) -> None:
+    trial = _trial(study, number)
+    if trial.state == TrialState.FAIL:
+        requeue(study, trial, "run interrupted")
+
+
+def default_journal(config: SearchConfig, root: str | Path = "experiments") -> Path:
+    """``experiments/<study>/journal.log``: the embedded storage of a study."""
+    return study_dir(config.study.name, root) / JOURNAL_NAME
