@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from lfm2_nas.cli import build, variants
+from lfm2_nas.cli import build, report, variants
 
 app = typer.Typer(
     name="lfm2-nas",
@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(variants.app, name="variants")
 app.command("build")(build.build)
+app.add_typer(report.app, name="report")
 
 USER_ERRORS = (ValueError, LookupError, OSError)
 
