@@ -57,3 +57,16 @@ def layout(
     from lfm2_nas.resolve import resolve_spec
 
     _done(layout_report([(text, resolve_spec(text)) for text in specs], out, dtype=canonical_dtype(dtype)))
+
+
+@app.command("study")
+def study(
+    storage: Annotated[str, typer.Argument(help="the study's journal file (experiments/<study>/journal.log) or database URL")],
+    out: OutOption,
+    name: Annotated[Optional[str], typer.Option("--study", help="study name (default: the only study in STORAGE)")] = None,
+) -> None:
+    """Pareto front (quality vs latency, memory as colour, LFM2 and its all-attention baseline marked) and hypervolume history."""
+    from lfm2_nas.report.build import study_report
+    from lfm2_nas.report.study import load_study
+
+    _done(study_report(load_study(storage, name), out))

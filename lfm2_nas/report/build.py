@@ -29,6 +29,8 @@ from lfm2_nas.report.series import (
     speedup_series,
     with_panels,
 )
+from lfm2_nas.report.study import LABELS as STUDY_LABELS
+from lfm2_nas.report.study import REFERENCE, StudyData, hypervolume_history, pareto_points
 from lfm2_nas.spec import ModelSpec
 
 FIGURE_FORMATS = ("png", "svg")
@@ -202,6 +204,52 @@ def table_view(table: pd.DataFrame, x_name: str = "x") -> pd.DataFrame:
     if {"layout", "series"} <= set(view.columns) and (view["layout"] == view["series"]).all():
         view = view.drop(columns=["layout"])
     return view
+
+
+STUDY_FORMATS = {"params": md.count, "decode_ms": md.ms,
+                 "prefill_ms": md.ms, "peak_bytes": md.nbytes, "quality": md.number}
+
+
+def study_report(data: StudyData, out: Path, latency: Sequence[str] = ("decode_ms", "prefill_ms")) -> Written:
+    """Pareto plots (quality vs each latency objective, peak memory as colour, the seeded LFM2
+    layout and its all-attention baseline marked), the hypervolume history, and their tables."""
+    out.mkdir(parents=True, exist_ok=True)
+    stamp_text = f"{data.provenance} | report {today()}"
+    doc = md.Document(f"Study {data.name}", f"_{stamp_text}_")
+    written = Written(out / "report.md")
+    objectives = ", ".join(f"{name} ({direction})" for name, direction in data.objectives)
+    panels = [(x, pareto_points(data, x=x)) for x in latency]
+    panels = [(x, points) for x, points in panels if not points.empty]
+    if not panels:
+        raise ValueError(f"study {data.name!r} has no trial with both quality and a latency measured yet")
+    fig, axes = _grid(len(panels), width=6.0, height=4.4, suptitle=f"Study {data.name}: quality vs latency")
+    metric = data.quality_metric
+    direction = dict(data.objectives).get("quality", "maximize")
+    y_label = f"quality{': ' + metric if metric else ''} ({'higher' if direction == 'maximize' else 'lower'} is better)"
+    for ax, (x, points) in zip(axes[0], panels):
+        plots.plot_pareto(points, STUDY_LABELS[x], y_label, ax=ax)
+    written.figures += save_figure(fig, out, "pareto", stamp_text)
+    doc.section("Pareto front", f"Objectives: {objectives}. Colour: measured peak memory. Black rings: the study's Pareto "
+                "front over all its objectives; the step line: trials no other feasible trial beats on both plotted axes.")
+    doc.image("pareto.png", "Pareto front")
+    columns = ["trial", "seed", "pattern", "params", "quality", "decode_ms", "prefill_ms", "peak_bytes"]
+    front = data.trials[data.trials["on_front"]][columns]
+    written.tables.append(save_table(front, out, "pareto"))
+    doc.table(front, STUDY_FORMATS, caption="Pareto-front trials:")
+    seeds = pd.DataFrame(list(data.seeds), columns=["seed", "trial", "status", "pattern", "placement"])
+    doc.table(seeds, caption="Where the seeded layouts land:")
+    written.tables.append(save_table(data.trials, out, "trials"))
+
+    history, bounds = hypervolume_history(data)
+    fig, axes = _grid(1, width=6.0, height=3.6)
+    plots.plot_hypervolume(history, ax=axes[0][0], title=f"Study {data.name}: hypervolume history")
+    scaling = "; ".join(f"{name}: best {best:.4g}, worst {worst:.4g}" for name, (best, worst) in bounds.items())
+    doc.section("Hypervolume history", f"Hypervolume of the feasible measured trials so far over all objectives, each "
+                f"scaled so the best observed value is 0 and the worst 1, against the reference point {REFERENCE} on "
+                f"each ({scaling}).")
+    _emit(doc, written, out, fig, history, "hypervolume", stamp_text, "hypervolume history", {"hypervolume": md.number})
+    _atomic(written.report, lambda tmp: Path(tmp).write_text(doc.text()))
+    return written
 
 
 def layout_report(specs: Sequence[tuple[str, ModelSpec]], out: Path, dtype: str = "float32") -> Written:

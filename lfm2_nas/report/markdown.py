@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from lfm2_nas.units import format_bytes
+from lfm2_nas.units import format_bytes, format_count
 
 Formatter = Callable[[Any], str]
 
@@ -31,6 +31,11 @@ def ms(value: Any) -> str:
 
 def nbytes(value: Any) -> str:
     return "" if _missing(value) else format_bytes(float(value))
+
+
+def count(value: Any) -> str:
+    """A parameter count for people: ``354483968 -> '354.5M'``."""
+    return "" if _missing(value) else format_count(int(value))
 
 
 def percent(value: Any) -> str:

@@ -204,9 +204,10 @@ def plot_pareto(points: pd.DataFrame, x_label: str, y_label: str, ax: Any = None
     the seeded layouts (the LFM2 reference and its all-attention baseline) marked and named."""
     ax = _axis(ax)
     feasible = points[points["feasible"]]
-    memory = points["peak_bytes"].astype(float) / GIB
+    unit, scale = _byte_unit(float(points["peak_bytes"].max()) if points["peak_bytes"].notna().any() else 0.0)
+    memory = points["peak_bytes"].astype(float) / scale
     vmin, vmax = (float(memory.min()), float(memory.max())) if memory.notna().any() else (0.0, 1.0)
-    scatter = ax.scatter(feasible["x"], feasible["y"], c=feasible["peak_bytes"].astype(float) / GIB, cmap="viridis",
+    scatter = ax.scatter(feasible["x"], feasible["y"], c=feasible["peak_bytes"].astype(float) / scale, cmap="viridis",
                          vmin=vmin, vmax=vmax, s=30, zorder=2, label="measured trial (colour: peak memory)")
     infeasible = points[~points["feasible"]]
     if not infeasible.empty:
@@ -224,7 +225,7 @@ def plot_pareto(points: pd.DataFrame, x_label: str, y_label: str, ax: Any = None
         ax.scatter([first["x"]], [first["y"]], marker=marker, s=200, color="tab:red", edgecolors="black", zorder=4,
                    label=f"{seed} (trial {int(first['trial'])})")
         ax.annotate(seed, (first["x"], first["y"]), textcoords="offset points", xytext=(8, 6), fontsize=8)
-    ax.figure.colorbar(scatter, ax=ax, label="peak memory (GiB)")
+    ax.figure.colorbar(scatter, ax=ax, label=f"peak memory ({unit})")
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
     ax.set_title(title, fontsize=10)
