@@ -59,8 +59,8 @@ def test_sweep_report_from_a_results_file(tmp_path, capsys, monkeypatch):
     out = tmp_path / "report"
     code, stdout, _ = run_cli(["report", "sweep", str(tmp_path / "rows.jsonl"), "--out", str(out), "--title", "T",
                                "--compare", "lfm2-350m-dense vs lfm2-350m"], capsys, monkeypatch)
-    assert code == 0 and "5 figures" in stdout
-    for stem in ("prefill", "decode", "memory", "roofline", "speedup"):
+    assert code == 0 and "6 figures" in stdout
+    for stem in ("layouts", "prefill", "decode", "memory", "roofline", "speedup"):
         assert (out / f"{stem}.png").exists() and (out / f"{stem}.svg").exists()
     report = (out / "report.md").read_text()
     assert report.startswith("# T\n\n_hardware cpu-test-2cpu@2026-01-02 (Test CPU) | measured 2026-01-02")

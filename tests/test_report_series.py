@@ -10,6 +10,7 @@ from lfm2_nas.report.results import ResultsError, check_columns, provenance, res
 from lfm2_nas.report.series import (
     failed_rows,
     latency_series,
+    layouts_table,
     memory_series,
     roofline_series,
     speedup_series,
@@ -133,3 +134,13 @@ def test_provenance_names_hardware_dates_and_setup():
 def test_results_frame_reads_string_booleans_from_csv():
     frame = results_frame(pd.DataFrame([row("lfm2-tiny", 32, 64, [1.0], [1.0], ok="False")]).to_dict("records"))
     assert not frame["ok"].any()
+
+
+def test_layouts_table_is_the_cost_model_of_each_layout():
+    frame = results_frame([row("lfm2-350m", 32, 64, [1.0], [1.0]), row("lfm2-350m", 64, 64, [1.0], [1.0]),
+                           row("lfm2-350m-all-attn", 32, 64, [1.0], [1.0])])
+    table = layouts_table(frame).set_index("layout")
+    assert list(table.index) == ["lfm2-350m", "lfm2-350m-all-attn"]
+    assert table.loc["lfm2-350m", "params"] == 354_483_968
+    assert table.loc["lfm2-350m", "kv_bytes_per_token"] == cost.kv_bytes_per_token(get_spec("lfm2-350m"))
+    assert table.loc["lfm2-350m-all-attn", "conv_state_bytes"] == 0

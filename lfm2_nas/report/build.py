@@ -18,12 +18,13 @@ import pandas as pd
 from lfm2_nas.report import markdown as md
 from lfm2_nas.report import plots
 from lfm2_nas.report.layout import layout_caption, layout_strip
-from lfm2_nas.report.results import provenance
+from lfm2_nas.report.results import provenance, spec_of
 from lfm2_nas.report.series import (
     PANEL_KEY,
     PHASES,
     failed_rows,
     latency_series,
+    layouts_table,
     memory_series,
     roofline_series,
     speedup_series,
@@ -110,6 +111,8 @@ ROOFLINE_FORMATS = {
     "decode_flops_per_s": md.per_second("GFLOP/s"), "prefill_flops_per_s": md.per_second("GFLOP/s"),
     "peak_flops_per_s": md.per_second("GFLOP/s"),
 }
+LAYOUT_FORMATS = {"params": md.count, "non_embedding_params": md.count, "weight_bytes": md.nbytes,
+                  "kv_bytes_per_token": md.nbytes, "conv_state_bytes": md.nbytes}
 SPEEDUP_FORMATS = {
     "baseline_ms": md.ms, "layout_ms": md.ms, "speedup": md.ratio, "predicted": md.ratio,
     "baseline_kv_bytes": md.nbytes, "layout_kv_bytes": md.nbytes,
@@ -130,6 +133,17 @@ def sweep_report(frame: pd.DataFrame, out: Path, title: str = "Sweep report", pa
     doc = md.Document(title, f"_{prov.text}_")
     written = Written(out / "report.md")
     panels = _by_panel(ok)
+
+    layouts = layouts_table(frame)
+    doc.section("Layouts", "Analytic figures from the cost model (batch 1, the rows' dtype); the strips show "
+                "which operator sits in each layer and the parameters of each block.")
+    names = list(dict.fromkeys(layouts["layout"]))
+    dtype = str(layouts["dtype"].iloc[0]) if layouts["dtype"].nunique() == 1 else "float32"
+    fig = _strips([(name, spec_of(frame[frame["layout"] == name].iloc[0])) for name in names], dtype)
+    written.figures += save_figure(fig, out, "layouts", prov.text)
+    doc.image("layouts.png", "layout strips")
+    written.tables.append(save_table(layouts, out, "layouts"))
+    doc.table(layouts, LAYOUT_FORMATS)
 
     doc.section("Latency", "Median of the raw samples; bars: interquartile range; band: p10-p90. Rows measuring the "
                 "same prefill (or decode depth) are pooled. Hollow markers: the profiler flagged the row unstable.")
@@ -258,25 +272,30 @@ def layout_report(specs: Sequence[tuple[str, ModelSpec]], out: Path, dtype: str 
         raise ValueError("give at least one layout")
     out.mkdir(parents=True, exist_ok=True)
     stamp_text = f"analytic (cost model, {dtype}; nothing measured) | report {today()}"
-    strips = [(name, spec, layout_strip(spec, dtype)) for name, spec in specs]
-    from matplotlib.figure import Figure
-
-    width = max(6.0, 0.32 * max(spec.num_layers for _, spec, _ in strips) + 2)
-    fig = Figure(figsize=(width, 1.9 * len(strips) + 0.8), layout="constrained")
-    axes = fig.subplots(len(strips), 1, squeeze=False)
-    for ax, (name, spec, strip) in zip(axes[:, 0], strips):
-        plots.plot_layout_strip(strip, ax=ax, title=layout_caption(name, spec, dtype))
-    plots.strip_legend(fig)
     doc = md.Document("Layouts", f"_{stamp_text}_")
     written = Written(out / "report.md")
-    written.figures += save_figure(fig, out, "layout", stamp_text)
+    written.figures += save_figure(_strips(specs, dtype), out, "layout", stamp_text)
     doc.image("layout.png", "layout strips")
-    for name, spec, strip in strips:
+    for name, spec in specs:
+        strip = layout_strip(spec, dtype)
         written.tables.append(save_table(strip, out, f"layout_{_slug(name)}"))
         doc.section(name, layout_caption(name, spec, dtype))
         doc.table(strip, {"kv_bytes_per_token": md.nbytes, "state_bytes": md.nbytes})
     _atomic(written.report, lambda tmp: Path(tmp).write_text(doc.text()))
     return written
+
+
+def _strips(specs: Sequence[tuple[str, ModelSpec]], dtype: str) -> Any:
+    """A figure with one layout strip per spec, stacked."""
+    from matplotlib.figure import Figure
+
+    width = max(6.0, 0.32 * max(spec.num_layers for _, spec in specs) + 2)
+    fig = Figure(figsize=(width, 1.9 * len(specs) + 0.8), layout="constrained")
+    axes = fig.subplots(len(specs), 1, squeeze=False)
+    for ax, (name, spec) in zip(axes[:, 0], specs):
+        plots.plot_layout_strip(layout_strip(spec, dtype), ax=ax, title=layout_caption(name, spec, dtype))
+    plots.strip_legend(fig)
+    return fig
 
 
 def _slug(text: str) -> str:

@@ -201,6 +201,23 @@ def _attention_share(spec: ModelSpec, x: int, decode: bool) -> float:
     return x * (x + 1) // 2 * cost.attention_flops_per_position(spec) / cost.prefill_flops(spec, x)
 
 
+def layouts_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The analytic figures of each layout in the results (cost model at the rows' dtype, batch 1):
+    parameters, weight bytes, K/V bytes per token, conv-state bytes, pattern and widths."""
+    records = []
+    for (layout, dtype), group in frame.groupby(["layout", "dtype"], sort=True):
+        spec = spec_of(group.iloc[0])
+        summary = cost.summarize(spec, dtype)
+        records.append({
+            "layout": layout, "pattern": spec.pattern, "params": summary.params,
+            "non_embedding_params": summary.non_embedding_params, "hidden_size": spec.hidden_size,
+            "ffn_dim": spec.ffn_dim, "heads": spec.num_heads, "kv_heads": spec.num_kv_heads, "dtype": summary.dtype,
+            "weight_bytes": summary.weight_bytes, "kv_bytes_per_token": summary.kv_bytes_per_token,
+            "conv_state_bytes": summary.conv_state_bytes,
+        })
+    return pd.DataFrame(records)
+
+
 def failed_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows that measured nothing, with their reason."""
     failed = frame[~frame["ok"]]
