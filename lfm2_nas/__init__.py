@@ -16,7 +16,7 @@ from lfm2_nas.spec import ModelSpec
 
 _LAZY = {
     "HybridCache": "lfm2_nas.cache",
-    "CheckpointError": "lfm2_nas.checkpoint",
+    "CheckpointError": "lfm2_nas.hf_config",
     "load_pretrained": "lfm2_nas.checkpoint",
     "save_pretrained": "lfm2_nas.checkpoint",
     "SamplingConfig": "lfm2_nas.generation",

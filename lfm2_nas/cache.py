@@ -76,11 +76,24 @@ class HybridCache:
         self.position.zero_()
         self.conv.zero_()
 
+    def snapshot(self) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """A copy of the position and the conv state, for :meth:`restore`.
+
+        K/V are not copied: entries past the position are never read before being rewritten.
+        """
+        return self.seq_len, self.position.clone(), self.conv.clone()
+
+    def restore(self, snapshot: tuple[int, torch.Tensor, torch.Tensor]) -> None:
+        """Go back to a :meth:`snapshot` (in place; no reallocation)."""
+        self.seq_len = snapshot[0]
+        self.position.copy_(snapshot[1])
+        self.conv.copy_(snapshot[2])
+
     def positions(self, tokens: int) -> torch.Tensor:
-        """Absolute positions ``(tokens,)`` of the next ``tokens`` tokens."""
+        """Absolute positions ``(tokens,)`` of the next ``tokens`` tokens; raises if they do not fit."""
+        self.check_room(tokens)
         if self.static:
             return self.position + torch.arange(tokens, device=self.device)
-        self._check_room(tokens)
         return torch.arange(self.seq_len, self.seq_len + tokens, device=self.device)
 
     def advance(self, tokens: int) -> None:
@@ -120,7 +133,8 @@ class HybridCache:
         """The ``(B, hidden, K-1)`` view holding ``layer``'s last ``K-1`` inputs ``B*x``."""
         return self.conv[self.slot_of[layer]]
 
-    def _check_room(self, tokens: int) -> None:
+    def check_room(self, tokens: int) -> None:
+        """Raise ``ValueError`` unless ``tokens`` more tokens fit."""
         if self.seq_len + tokens > self.max_len:
             raise ValueError(
                 f"cache is full: {self.seq_len} + {tokens} tokens exceed max_len {self.max_len}; "

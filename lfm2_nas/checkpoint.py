@@ -1,9 +1,10 @@
-"""HF-format LFM2 checkpoints: ``config.json`` <-> :class:`ModelSpec`, weights in and out.
+"""HF-format LFM2 checkpoints: weights in and out (``config.json`` handling: :mod:`lfm2_nas.hf_config`).
 
-Reads both config forms of ``model_type: lfm2`` (older ``full_attn_idxs`` + ``block_ff_dim``,
-newer ``layer_types`` + ``intermediate_size`` + ``rope_parameters``) and weights stored as
-safetensors (single file or sharded with an index) or torch ``.bin``. Writes the newer config
-form and one ``model.safetensors`` that ``transformers.Lfm2ForCausalLM.from_pretrained`` loads.
+Reads weights stored as safetensors (one ``model.safetensors`` or shards listed in
+``model.safetensors.index.json``) or torch ``.bin`` (one ``pytorch_model.bin`` or shards listed in
+``pytorch_model.bin.index.json``), one tensor at a time, so loading never holds a second copy of the
+model. Writes the newer config form and one ``model.safetensors`` that
+``transformers.Lfm2ForCausalLM.from_pretrained`` loads unchanged.
 """
 
 from __future__ import annotations
@@ -11,148 +12,74 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from lfm2_nas.hf_config import CONFIG_NAME, CheckpointError, hf_config_from_spec, read_config, spec_from_hf_config
 from lfm2_nas.model import LFM2Model
-from lfm2_nas.spec import ATTENTION, CONV, ModelSpec
 
-CONFIG_NAME = "config.json"
+__all__ = [
+    "CheckpointError",
+    "hf_config_from_spec",
+    "load_pretrained",
+    "read_config",
+    "save_pretrained",
+    "spec_from_hf_config",
+]
+
 WEIGHTS_NAME = "model.safetensors"
-# LFM2's tokenizer ids (shared/reference/lfm2.md section 2); written so the folder is complete.
-_TOKEN_IDS = {"bos_token_id": 1, "eos_token_id": 7, "pad_token_id": 0}
+BIN_WEIGHTS_NAME = "pytorch_model.bin"
+_TIED_HEAD = "lm_head.weight"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint folder that cannot be read as an LFM2 model; the message names the problem."""
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files of a checkpoint folder: a shard index's files, else the single file.
+
+    safetensors is preferred over ``.bin`` when both are present (as transformers does).
+    """
+    for single in (WEIGHTS_NAME, BIN_WEIGHTS_NAME):
+        index = folder / f"{single}.index.json"
+        if index.is_file():
+            try:
+                shard_names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as err:
+                raise CheckpointError(f"{index} is not a valid shard index ({type(err).__name__}: {err})") from None
+            files = [folder / name for name in shard_names]
+            absent = [f.name for f in files if not f.is_file()]
+            if absent:
+                raise CheckpointError(f"{index} lists shard file(s) that do not exist: {', '.join(absent)}")
+            return files
+        if (folder / single).is_file():
+            return [folder / single]
+    raise CheckpointError(
+        f"no weights in {folder}: expected {WEIGHTS_NAME}, {BIN_WEIGHTS_NAME} or a sharded index of either"
+    )
 
 
-# ---- config ----------------------------------------------------------------------------------
+def _open_weights(files: list[Path], stack: ExitStack) -> dict[str, tuple[tuple[int, ...], Callable[[], torch.Tensor]]]:
+    """``name -> (shape, load)`` over all ``files``; ``load()`` reads that one tensor."""
+    from safetensors import safe_open
 
-
-def spec_from_hf_config(config: dict[str, Any]) -> ModelSpec:
-    """The :class:`ModelSpec` of an HF LFM2 ``config.json`` dict (either form)."""
-    model_type = config.get("model_type")
-    if model_type != "lfm2":
-        raise CheckpointError(f"config model_type is {model_type!r}, not 'lfm2': this is not an LFM2 checkpoint")
-    try:
-        layers = int(config.get("num_hidden_layers", 0))
-        hidden = int(config["hidden_size"])
-        heads = int(config["num_attention_heads"])
-    except KeyError as missing:
-        raise CheckpointError(f"config.json lacks required key {missing}") from None
-    if config.get("layer_types") is not None:
-        layer_types = tuple(config["layer_types"])
-        if layers and len(layer_types) != layers:
-            raise CheckpointError(
-                f"config has {len(layer_types)} layer_types but num_hidden_layers={layers}"
-            )
-    else:
-        # Reference rule: no layer_types and no full_attn_idxs means every layer is attention.
-        attn = config.get("full_attn_idxs")
-        attn = set(range(layers)) if attn is None else set(attn)
-        layer_types = tuple(ATTENTION if i in attn else CONV for i in range(layers))
-    rope = config.get("rope_parameters") or {}
-    if rope.get("rope_type", "default") != "default":
-        raise CheckpointError(f"rope_type {rope['rope_type']!r} is not supported; only 'default' RoPE")
-    head_dim = config.get("head_dim")
-    if head_dim is not None and head_dim != hidden // heads:
-        raise CheckpointError(f"head_dim {head_dim} differs from hidden_size/num_attention_heads = {hidden // heads}")
-    ff_dim = int(config.get("block_ff_dim", config.get("intermediate_size", 12288)))
-    tied = config.get("tie_embedding", config.get("tie_word_embeddings", True))
-    auto_adjust = bool(config.get("block_auto_adjust_ff_dim", True))
-    multiplier = config.get("block_ffn_dim_multiplier", 1.0)
-    if auto_adjust and multiplier is None:
-        # Reference: without a multiplier the 2/3 rule applies but no rounding; keep that width as given.
-        ff_dim, auto_adjust, multiplier = int(2 * ff_dim / 3), False, 1.0
-    try:
-        return ModelSpec(
-            vocab_size=int(config.get("vocab_size", 65536)),
-            hidden_size=hidden,
-            layer_types=layer_types,
-            num_heads=heads,
-            num_kv_heads=int(config.get("num_key_value_heads", 8)),
-            ff_dim=ff_dim,
-            auto_adjust_ff_dim=auto_adjust,
-            ffn_dim_multiplier=float(multiplier),
-            multiple_of=int(config.get("block_multiple_of", 256)),
-            conv_kernel=int(config.get("conv_L_cache", 3)),
-            conv_bias=bool(config.get("conv_bias", False)),
-            norm_eps=float(config.get("norm_eps", 1e-5)),
-            rope_theta=float(rope.get("rope_theta", config.get("rope_theta", 1_000_000.0))),
-            max_position_embeddings=int(config.get("max_position_embeddings", 128_000)),
-            tie_embeddings=bool(tied),
-        )
-    except ValueError as err:
-        raise CheckpointError(f"config.json describes an invalid layout: {err}") from None
-
-
-def hf_config_from_spec(spec: ModelSpec, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
-    """The newer-form HF ``config.json`` dict for ``spec``."""
-    return {
-        "architectures": ["Lfm2ForCausalLM"],
-        "model_type": "lfm2",
-        "vocab_size": spec.vocab_size,
-        "hidden_size": spec.hidden_size,
-        "intermediate_size": spec.ff_dim,
-        "num_hidden_layers": spec.num_layers,
-        "num_attention_heads": spec.num_heads,
-        "num_key_value_heads": spec.num_kv_heads,
-        "layer_types": list(spec.layer_types),
-        "block_auto_adjust_ff_dim": spec.auto_adjust_ff_dim,
-        "block_ffn_dim_multiplier": spec.ffn_dim_multiplier,
-        "block_multiple_of": spec.multiple_of,
-        "conv_L_cache": spec.conv_kernel,
-        "conv_bias": spec.conv_bias,
-        "norm_eps": spec.norm_eps,
-        "rope_parameters": {"rope_theta": spec.rope_theta, "rope_type": "default"},
-        "max_position_embeddings": spec.max_position_embeddings,
-        "tie_word_embeddings": spec.tie_embeddings,
-        "use_cache": True,
-        "dtype": str(dtype).removeprefix("torch."),
-        **_TOKEN_IDS,
-    }
-
-
-def read_config(path: str | os.PathLike[str]) -> ModelSpec:
-    """Spec from a checkpoint folder or a ``config.json`` file."""
-    path = Path(path)
-    file = path / CONFIG_NAME if path.is_dir() else path
-    if not file.is_file():
-        raise CheckpointError(f"no {CONFIG_NAME} at {path}")
-    try:
-        config = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{file} is not valid JSON: {err}") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{file} does not hold a JSON object")
-    return spec_from_hf_config(config)
-
-
-# ---- weights ---------------------------------------------------------------------------------
-
-
-def _read_weights(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    index = folder / f"{WEIGHTS_NAME}.index.json"
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        tensors: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            tensors.update(load_file(folder / shard))
-        return tensors
-    if (folder / WEIGHTS_NAME).is_file():
-        return load_file(folder / WEIGHTS_NAME)
-    bins = sorted(folder.glob("pytorch_model*.bin"))
-    if bins:
-        tensors = {}
-        for file in bins:
-            tensors.update(torch.load(file, map_location="cpu", weights_only=True))
-        return tensors
-    raise CheckpointError(f"no weights in {folder}: expected {WEIGHTS_NAME}, a sharded index, or pytorch_model.bin")
+    found: dict[str, tuple[tuple[int, ...], Callable[[], torch.Tensor]]] = {}
+    for file in files:
+        try:
+            if file.suffix == ".safetensors":
+                handle = stack.enter_context(safe_open(str(file), framework="pt", device="cpu"))
+                for name in handle.keys():
+                    shape = tuple(handle.get_slice(name).get_shape())
+                    found[name] = (shape, lambda handle=handle, name=name: handle.get_tensor(name))
+            else:
+                # mmap: tensors are paged in as they are copied, not all read up front.
+                tensors = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+                for name, tensor in tensors.items():
+                    found[name] = (tuple(tensor.shape), lambda tensor=tensor: tensor)
+        except Exception as err:  # safetensors and torch.load raise several unrelated types
+            raise CheckpointError(f"cannot read weights file {file}: {err}") from None
+    return found
 
 
 def load_pretrained(
@@ -162,35 +89,49 @@ def load_pretrained(
 
     The weights are copied into freshly allocated parameters, so they live in ordinary process
     memory (not in a memory-mapped file, which reads slower). Missing, unexpected or mis-shaped
-    tensors raise :class:`CheckpointError` naming them.
+    tensors raise :class:`CheckpointError` naming them, before any weight is read.
     """
     folder = Path(path)
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder {folder} does not exist")
     spec = read_config(folder)
-    tensors = _read_weights(folder)
-    if spec.tie_embeddings:
-        tensors.pop("lm_head.weight", None)  # a tied head may be stored; the embedding is what counts
     model = LFM2Model(spec, dtype=dtype or torch.float32, device=device)
-    expected = dict(model.state_dict())
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} tensor(s), e.g. {', '.join(missing[:3])}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} tensor(s), e.g. {', '.join(unexpected[:3])}")
-        raise CheckpointError(f"weights in {folder} do not match its config: " + "; ".join(parts))
-    for name, target in expected.items():
-        if tuple(tensors[name].shape) != tuple(target.shape):
-            raise CheckpointError(
-                f"tensor {name} has shape {tuple(tensors[name].shape)}, config implies {tuple(target.shape)}"
-            )
-    with torch.no_grad():
-        for name, target in expected.items():
-            target.copy_(tensors[name])
+    expected = model.state_dict()
+    with ExitStack() as stack:
+        stored = _open_weights(weight_files(folder), stack)
+        if spec.tie_embeddings:
+            stored.pop(_TIED_HEAD, None)  # a tied head may be stored; the embedding is what counts
+        _check_names_and_shapes(folder, stored, {name: tuple(t.shape) for name, t in expected.items()})
+        with torch.no_grad():
+            for name, target in expected.items():
+                target.copy_(stored[name][1]())
     return model.eval()
+
+
+def _check_names_and_shapes(
+    folder: Path, stored: dict[str, tuple[tuple[int, ...], Any]], expected: dict[str, tuple[int, ...]]
+) -> None:
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} tensor(s): {_first_few(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} tensor(s): {_first_few(unexpected)}")
+    misshaped = [
+        f"{name} has shape {stored[name][0]}, config implies {shape}"
+        for name, shape in expected.items()
+        if name in stored and stored[name][0] != shape
+    ]
+    if misshaped:
+        problems.append(f"{len(misshaped)} mis-shaped tensor(s): {_first_few(misshaped)}")
+    if problems:
+        raise CheckpointError(f"weights in {folder} do not match its config.json: " + "; ".join(problems))
+
+
+def _first_few(items: list[str], limit: int = 3) -> str:
+    more = f" (and {len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
 
 
 def save_pretrained(model: LFM2Model, path: str | os.PathLike[str]) -> Path:
@@ -198,11 +139,15 @@ def save_pretrained(model: LFM2Model, path: str | os.PathLike[str]) -> Path:
 
     Each file is written to a temporary name and renamed into place, so an interrupted save never
     leaves a half-written file under the final name. A tied LM head is not stored (as HF does).
+    Refuses a folder holding a sharded safetensors index, which would shadow the new weights.
     """
     from safetensors.torch import save_file
 
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
+    shadowing = folder / f"{WEIGHTS_NAME}.index.json"
+    if shadowing.exists():
+        raise CheckpointError(f"{folder} holds a sharded checkpoint ({shadowing.name}); save into another folder")
     weights = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
     dtype = model.head_weight.dtype
     _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(weights, tmp, metadata={"format": "pt"}))

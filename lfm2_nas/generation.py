@@ -60,18 +60,14 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
     return logits.scatter(-1, seen, picked)
 
 
-def sample_next(
-    logits: torch.Tensor,
-    config: SamplingConfig,
-    seen: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Next token ``(B, 1)`` from logits ``(B, V)``: penalty, then greedy or temperature/top-k/min-p sampling."""
+def next_token_probs(logits: torch.Tensor, config: SamplingConfig, seen: torch.Tensor | None = None) -> torch.Tensor:
+    """The sampling distribution ``(B, V)`` for logits ``(B, V)``: repetition penalty over ``seen``,
+    then temperature, top-k and min-p (the order transformers applies them). Needs ``temperature > 0``."""
+    if config.temperature == 0.0:
+        raise ValueError("temperature 0 is greedy decoding: there is no distribution to sample")
     logits = logits.float()
     if seen is not None:
         logits = apply_repetition_penalty(logits, seen, config.repetition_penalty)
-    if config.temperature == 0.0:
-        return logits.argmax(-1, keepdim=True)
     logits = logits / config.temperature
     if config.top_k > 0:
         kth = torch.topk(logits, min(config.top_k, logits.shape[-1]), dim=-1).values[..., -1:]
@@ -80,7 +76,22 @@ def sample_next(
     if config.min_p > 0.0:
         floor = config.min_p * probs.max(dim=-1, keepdim=True).values
         probs = probs.masked_fill(probs < floor, 0.0)
-    return torch.multinomial(probs, 1, generator=generator)
+        probs = probs / probs.sum(dim=-1, keepdim=True)
+    return probs
+
+
+def sample_next(
+    logits: torch.Tensor,
+    config: SamplingConfig,
+    seen: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Next token ``(B, 1)`` from logits ``(B, V)``: greedy (after the repetition penalty) at
+    temperature 0, else a draw from :func:`next_token_probs`."""
+    if config.temperature == 0.0:
+        penalised = logits if seen is None else apply_repetition_penalty(logits.float(), seen, config.repetition_penalty)
+        return penalised.argmax(-1, keepdim=True)
+    return torch.multinomial(next_token_probs(logits, config, seen), 1, generator=generator)
 
 
 @torch.inference_mode()

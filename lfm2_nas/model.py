@@ -31,7 +31,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         and x.device.type == "cpu"
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
         and weight.is_contiguous()
-        and x.dtype == weight.dtype
+        and x.dtype == weight.dtype == torch.float32  # bf16 needs CPU support oneDNN may lack
     ):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
     return F.linear(x, weight, bias)
@@ -159,11 +159,11 @@ def _sdpa_gqa(
     """SDPA where ``q`` has ``g`` times the heads of ``k``/``v`` (query head j uses kv head j // g)."""
     bsz, heads, tokens, d = q.shape
     kv_heads = k.shape[1]
-    if tokens == 1 and mask is None:
+    if tokens == 1:
         # One query per head: fold each group's queries into the sequence axis of its kv head,
-        # so K/V are read once per kv head and never expanded.
+        # so K/V are read once per kv head and never expanded. A mask (1, S) broadcasts over them.
         group = heads // kv_heads
-        out = F.scaled_dot_product_attention(q.view(bsz, kv_heads, group, d), k, v)
+        out = F.scaled_dot_product_attention(q.view(bsz, kv_heads, group, d), k, v, attn_mask=mask)
         return out.view(bsz, heads, 1, d)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=heads != kv_heads)
 

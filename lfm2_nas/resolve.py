@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lfm2_nas.checkpoint import read_config
+from lfm2_nas.hf_config import read_config
 from lfm2_nas.registry import VARIANTS, get_spec
 from lfm2_nas.spec import ModelSpec, parse_pattern
 

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from lfm2_nas.cli import build, report, variants
+from lfm2_nas.cli import build, profile, report, sweep, variants
 
 app = typer.Typer(
     name="lfm2-nas",
@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 app.add_typer(variants.app, name="variants")
 app.command("build")(build.build)
+app.add_typer(profile.app, name="profile")
+app.command("sweep")(sweep.sweep)
 app.add_typer(report.app, name="report")
 
 USER_ERRORS = (ValueError, LookupError, OSError)

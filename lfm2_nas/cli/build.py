@@ -15,14 +15,20 @@ def build(
     seed: Annotated[int, typer.Option(help="random-init seed")] = 0,
 ) -> None:
     """Build LAYOUT with random weights and save it so transformers' from_pretrained loads it."""
+    from lfm2_nas.cost import canonical_dtype, param_count
+    from lfm2_nas.resolve import resolve_spec
+
+    # Check everything the user typed before the slow part (importing torch, building the model).
+    layout = resolve_spec(spec)
+    dtype_name = canonical_dtype(dtype)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+
     import torch
 
     from lfm2_nas.checkpoint import save_pretrained
-    from lfm2_nas.cost import canonical_dtype, param_count
     from lfm2_nas.model import build_model
-    from lfm2_nas.resolve import resolve_spec
 
-    layout = resolve_spec(spec)
-    model = build_model(layout, dtype=getattr(torch, canonical_dtype(dtype)), seed=seed)
+    model = build_model(layout, dtype=getattr(torch, dtype_name), seed=seed)
     folder = save_pretrained(model, out)
     typer.echo(f"wrote {folder} ({param_count(layout):,} parameters, pattern {layout.pattern})")

@@ -1,0 +1,259 @@
+"""Hardware profile of a device: what it is, and its measured read bandwidth and matmul throughput.
+
+The measured peaks are the roofline every result row is compared with. A profile is saved as
+``profiles/<device-slug>-<YYYY-MM-DD>.json`` and reused while one exists for the slug; pass
+``remeasure=True`` (``lfm2-nas profile hardware --remeasure``) to measure again.
+
+Which reduced-precision dtypes are usable is MEASURED, never read from CPU flags: a dtype counts as
+native when its matmul throughput is at least half of float32's. On a CPU without bf16 instructions
+torch still runs bfloat16, only orders of magnitude slower; such a dtype is refused by the profiler
+unless explicitly allowed (and then every row says so).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lfm2_nas.profiler.runner import run_in_child
+from lfm2_nas.profiler.workload import available_cpus, check_device
+
+#: A dtype is native when its matmul throughput reaches this fraction of float32's.
+NATIVE_FRACTION = 0.5
+REDUCED_DTYPES = ("bfloat16", "float16")
+_ISA_TAGS = (("amx_bf16", "amx"), ("avx512_bf16", "avx512bf16"), ("avx512f", "avx512"), ("avx2", "avx2"))
+
+
+class DeviceError(ValueError):
+    """A device that is unknown or not usable on this machine."""
+
+
+def profiles_dir() -> Path:
+    """Where hardware profiles (and the default result cache) live: ``$LFM2_NAS_PROFILES`` or ``./profiles``."""
+    return Path(os.environ.get("LFM2_NAS_PROFILES", "profiles"))
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """One device, as measured: identity, environment and peak rates (bytes/s, FLOP/s)."""
+
+    slug: str
+    date: str
+    device: str
+    cpu_model: str
+    cpu_isa: tuple[str, ...]
+    physical_cores: int | None
+    logical_cpus: int
+    threads: int
+    memory_bytes: int
+    gpu_name: str | None
+    gpu_memory_bytes: int | None
+    torch_version: str
+    cuda_version: str | None
+    python_version: str
+    read_bandwidth_bytes_per_s: float
+    matmul_flops_per_s: dict[str, float]
+    native_dtypes: tuple[str, ...]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.slug}-{self.date}.json"
+
+    @property
+    def label(self) -> str:
+        """``slug@date``: which measurement a result row's roofline fractions refer to."""
+        return f"{self.slug}@{self.date}"
+
+    def is_native(self, dtype: str) -> bool:
+        return dtype in self.native_dtypes
+
+    def peak_flops(self, dtype: str) -> float:
+        """Measured matmul FLOP/s at ``dtype`` (float32's where that dtype was not measured)."""
+        return self.matmul_flops_per_s.get(dtype, self.matmul_flops_per_s["float32"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HardwareProfile:
+        data = dict(data)
+        for key in ("cpu_isa", "native_dtypes"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+    def save(self, directory: Path | None = None) -> Path:
+        """Write ``<directory>/<slug>-<date>.json`` atomically; return its path."""
+        directory = directory or profiles_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / self.file_name
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> HardwareProfile:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"{path} is not a hardware profile: {err}") from None
+
+
+def load_or_measure_hardware(
+    device: str = "cpu", remeasure: bool = False, directory: Path | None = None, threads: int | None = None
+) -> HardwareProfile:
+    """The newest saved profile of ``device`` on this machine, or a fresh measurement (saved).
+
+    ``threads``: CPU threads for a new measurement (default: every CPU this process may use).
+    Raises :class:`DeviceError` for an unknown device or a GPU this machine does not have.
+    """
+    try:
+        check_device(device)
+    except ValueError as err:
+        raise DeviceError(str(err)) from None
+    directory = directory or profiles_dir()
+    identity = device_identity(device)
+    saved = sorted(directory.glob(f"{identity['slug']}-????-??-??.json"))
+    if saved and not remeasure:
+        return HardwareProfile.load(saved[-1])
+    threads = threads or available_cpus()
+    outcome = run_in_child("lfm2_nas.profiler.hardware:measure_peaks", {"device": device}, threads)
+    if not outcome.ok:
+        raise DeviceError(f"measuring {device} failed: {outcome.reason}")
+    profile = HardwareProfile.from_dict({
+        "date": dt.date.today().isoformat(),
+        "threads": outcome.threads.get("torch_num_threads", threads),
+        **identity,
+        **outcome.value,
+    })
+    profile.save(directory)
+    return profile
+
+
+def device_identity(device: str) -> dict[str, Any]:
+    """Identity fields of a profile (no measurement): slug, CPU, memory, GPU, versions."""
+    info = _cpu_info()
+    identity: dict[str, Any] = {
+        "device": device,
+        "cpu_model": info["model"],
+        "cpu_isa": info["isa"],
+        "physical_cores": _physical_cores(),
+        "logical_cpus": os.cpu_count() or 1,
+        "memory_bytes": _memory_bytes(),
+        "python_version": platform.python_version(),
+    }
+    if device == "cpu":
+        from importlib.metadata import version
+
+        isa = next((tag for flag, tag in _ISA_TAGS if flag in info["isa"]), "base")
+        identity.update(
+            gpu_name=None, gpu_memory_bytes=None, torch_version=version("torch"), cuda_version=None,
+            slug=f"cpu-{_slugify(info['model'])}-{identity['logical_cpus']}cpu-{isa}",
+        )
+        return identity
+    outcome = run_in_child("lfm2_nas.profiler.hardware:cuda_identity", {"device": device}, 1)
+    if not outcome.ok:
+        raise DeviceError(f"device {device} is not usable here: {outcome.reason}")
+    gpu = outcome.value
+    identity.update(gpu, slug=f"{_slugify(gpu['gpu_name'])}-{gpu['gpu_memory_bytes'] // 2**30}gib")
+    return identity
+
+
+def _cpu_info() -> dict[str, Any]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    if match := re.search(r"^model name\s*:\s*(.+)$", text, flags=re.M):
+        model = match.group(1).strip()
+    if match := re.search(r"^flags\s*:\s*(.+)$", text, flags=re.M):
+        flags = set(match.group(1).split())
+    interesting = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile", "fma")
+    return {"model": model, "isa": tuple(f for f in interesting if f in flags)}
+
+
+def _physical_cores() -> int | None:
+    import psutil
+
+    return psutil.cpu_count(logical=False)
+
+
+def _memory_bytes() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().total)
+
+
+def _slugify(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+# ---- run inside a measuring child (these import torch) ---------------------------------------
+
+
+def cuda_identity(device: str) -> dict[str, Any]:
+    """GPU name, memory and the torch/CUDA versions (child target)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("CUDA is not available (torch.cuda.is_available() is False)")
+    props = torch.cuda.get_device_properties(torch.device(device))
+    return {
+        "gpu_name": props.name,
+        "gpu_memory_bytes": int(props.total_memory),
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda,
+    }
+
+
+def measure_peaks(device: str) -> dict[str, Any]:
+    """Read bandwidth and matmul throughput per dtype on ``device`` (child target, a few seconds)."""
+    import torch
+
+    from lfm2_nas.profiler.stats import summarize
+    from lfm2_nas.profiler.timing import TimingConfig, sample_ms
+
+    cuda = device.startswith("cuda")
+    config = TimingConfig(warmup=2, min_count=5, min_duration_s=0.5)
+
+    # Read bandwidth: sum a buffer far larger than any cache (1 GiB on GPU, 256 MiB on CPU).
+    buffer = torch.ones((2**28 if cuda else 2**26,), dtype=torch.float32, device=device)
+    read_ms = summarize(sample_ms(lambda: buffer.sum(), config, device=device))
+    bandwidth = buffer.nbytes / (read_ms.median / 1e3)
+    del buffer
+
+    def matmul_flops(n: int, dtype: torch.dtype, timing: TimingConfig) -> float:
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        ms = summarize(sample_ms(lambda: a @ b, timing, device=device)).median
+        return 2 * n**3 / (ms / 1e3)
+
+    # A small probe first: an emulated dtype can be ~100x slower, too slow for a full-size run.
+    probe_n, full_n = (1024, 8192) if cuda else (256, 2048)
+    probe_timing = TimingConfig(warmup=1, min_count=3, min_duration_s=0.0)
+    probe = {name: matmul_flops(probe_n, getattr(torch, name), probe_timing) for name in ("float32", *REDUCED_DTYPES)}
+    native = tuple(name for name in REDUCED_DTYPES if probe[name] >= NATIVE_FRACTION * probe["float32"])
+    flops = {name: matmul_flops(full_n, getattr(torch, name), config) for name in ("float32", *native)}
+    flops.update({name: probe[name] for name in REDUCED_DTYPES if name not in native})
+    return {
+        "read_bandwidth_bytes_per_s": bandwidth,
+        "matmul_flops_per_s": flops,
+        "native_dtypes": ("float32", *native),
+        "details": {
+            "read_buffer_bytes": (2**28 if cuda else 2**26) * 4,
+            "read_ms_median": read_ms.median,
+            "read_ms_iqr_over_median": read_ms.iqr_over_median,
+            "matmul_n": full_n,
+            "probe_n": probe_n,
+            "probe_flops_per_s": probe,
+            "cuda_tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32) if cuda else None,
+        },
+    }
