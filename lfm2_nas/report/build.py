@@ -18,7 +18,7 @@ import pandas as pd
 from lfm2_nas.report import markdown as md
 from lfm2_nas.report import plots
 from lfm2_nas.report.layout import layout_caption, layout_strip
-from lfm2_nas.report.results import provenance, spec_of
+from lfm2_nas.report.results import layout_spec, provenance
 from lfm2_nas.report.series import (
     PANEL_KEY,
     PHASES,
@@ -139,7 +139,7 @@ def sweep_report(frame: pd.DataFrame, out: Path, title: str = "Sweep report", pa
                 "which operator sits in each layer and the parameters of each block.")
     names = list(dict.fromkeys(layouts["layout"]))
     dtype = str(layouts["dtype"].iloc[0]) if layouts["dtype"].nunique() == 1 else "float32"
-    fig = _strips([(name, spec_of(frame[frame["layout"] == name].iloc[0])) for name in names], dtype)
+    fig = _strips([(name, layout_spec(frame, name)) for name in names], dtype)
     written.figures += save_figure(fig, out, "layouts", prov.text)
     doc.image("layouts.png", "layout strips")
     written.tables.append(save_table(layouts, out, "layouts"))

@@ -17,13 +17,15 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from lfm2_nas.profiler.result import spec_from_row
+from lfm2_nas.profiler.store import read_rows
 from lfm2_nas.spec import ModelSpec
+
 
 #: Columns every report needs; a results file without them is not a profiler result.
 REQUIRED_COLUMNS = ("layout", "prompt_len", "context_depth", "batch", "dtype", "device", "ok", "hardware")
 #: Workload settings that, when they vary inside one report, become part of each line's label.
 SETUP_COLUMNS = ("batch", "threads", "dtype", "device", "hardware")
-SPEC_PREFIX = "spec_"
 
 
 class ResultsError(ValueError):
@@ -50,10 +52,13 @@ def results_frame(rows: Iterable[dict[str, Any]], source: str = "results") -> pd
     return frame
 
 
+def layout_spec(frame: pd.DataFrame, layout: str) -> ModelSpec:
+    """The spec of ``layout`` (a label in ``frame``), from the ``spec_*`` columns of its first row."""
+    return spec_from_row(frame[frame["layout"] == layout].iloc[0].to_dict())
+
+
 def load_results(paths: Iterable[Path | str]) -> pd.DataFrame:
     """Rows of result files (``rows.jsonl`` stores, ``.csv``, ``.parquet``) or folders holding them."""
-    from lfm2_nas.profiler.store import read_rows
-
     paths = [Path(p) for p in paths]
     if not paths:
         raise ResultsError("give at least one results file or folder")
@@ -75,12 +80,6 @@ def check_columns(frame: pd.DataFrame, columns: Iterable[str]) -> list[str]:
     if unknown:
         raise ResultsError(f"unknown column(s) {', '.join(unknown)}; the results have: {', '.join(frame.columns)}")
     return columns
-
-
-def spec_of(row: dict[str, Any] | pd.Series) -> ModelSpec:
-    """The layout of a result row, from its ``spec_*`` columns."""
-    fields = {k[len(SPEC_PREFIX):]: v for k, v in dict(row).items() if k.startswith(SPEC_PREFIX) and k != "spec_hash"}
-    return ModelSpec.from_dict({k: v.item() if hasattr(v, "item") else v for k, v in fields.items()})
 
 
 def samples_of(value: Any) -> list[float]:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lfm2_nas import cost
-from lfm2_nas.report.results import check_columns, samples_of, spec_of
+from lfm2_nas.report.results import check_columns, layout_spec, samples_of
 from lfm2_nas.spec import ModelSpec
 
 #: phase -> (x column, stats prefix of the profiler row)
@@ -164,7 +164,7 @@ def speedup_series(frame: pd.DataFrame, baseline: str, layout: str) -> pd.DataFr
     for name in (baseline, layout):
         if name not in known:
             raise ValueError(f"no rows for layout {name!r}; layouts in the results: {', '.join(sorted(known))}")
-    specs = {name: spec_of(frame[frame["layout"] == name].iloc[0]) for name in (baseline, layout)}
+    specs = {name: layout_spec(frame, name) for name in (baseline, layout)}
     records = []
     for phase in PHASES:
         lat = latency_series(frame[frame["layout"].isin([baseline, layout])].assign(panel=""), phase)
@@ -206,7 +206,7 @@ def layouts_table(frame: pd.DataFrame) -> pd.DataFrame:
     parameters, weight bytes, K/V bytes per token, conv-state bytes, pattern and widths."""
     records = []
     for (layout, dtype), group in frame.groupby(["layout", "dtype"], sort=True):
-        spec = spec_of(group.iloc[0])
+        spec = layout_spec(group, layout)
         summary = cost.summarize(spec, dtype)
         records.append({
             "layout": layout, "pattern": spec.pattern, "params": summary.params,
