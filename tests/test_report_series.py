@@ -8,6 +8,7 @@ from lfm2_nas import cost
 from lfm2_nas.registry import get_spec
 from lfm2_nas.report.results import ResultsError, check_columns, provenance, results_frame
 from lfm2_nas.report.series import (
+    extrapolation,
     failed_rows,
     latency_series,
     layouts_table,
@@ -144,3 +145,17 @@ def test_layouts_table_is_the_cost_model_of_each_layout():
     assert table.loc["lfm2-350m", "params"] == 354_483_968
     assert table.loc["lfm2-350m", "kv_bytes_per_token"] == cost.kv_bytes_per_token(get_spec("lfm2-350m"))
     assert table.loc["lfm2-350m-all-attn", "conv_state_bytes"] == 0
+
+
+def test_extrapolation_finds_where_the_cost_model_reaches_the_claim():
+    frame = results_frame([row("lfm2-350m", 128, 512, [1.0], [1.0]), row("lfm2-350m-dense", 128, 512, [1.0], [1.0])])
+    table = extrapolation(frame, "lfm2-350m-dense", "lfm2-350m").set_index("phase")
+    lfm2, dense = get_spec("lfm2-350m"), get_spec("lfm2-350m-dense")
+    depth = table.loc["decode", "tokens_to_2x"]
+    ratio = lambda n: cost.decode_read_bytes(dense, n) / cost.decode_read_bytes(lfm2, n)  # noqa: E731
+    assert ratio(depth) >= 2.0 > ratio(depth - 1)
+    assert table.loc["decode", "predicted_at_32768"] == pytest.approx(ratio(32768))
+    prompt = table.loc["prefill", "tokens_to_2x"]
+    assert cost.prefill_flops(dense, prompt) / cost.prefill_flops(lfm2, prompt) >= 2.0
+    # the other way round the ratio only falls: never 2x
+    assert extrapolation(frame, "lfm2-350m", "lfm2-350m-dense")["tokens_to_2x"].isna().all()

@@ -22,6 +22,7 @@ from lfm2_nas.report.results import layout_spec, provenance
 from lfm2_nas.report.series import (
     PANEL_KEY,
     PHASES,
+    extrapolation,
     failed_rows,
     latency_series,
     layouts_table,
@@ -191,6 +192,11 @@ def sweep_report(frame: pd.DataFrame, out: Path, title: str = "Sweep report", pa
                     "read (weights + K/V at that depth + conv state; bandwidth-bound) and of prefill FLOPs (matmuls + "
                     "attention over the prompt; compute-bound).")
         _emit(doc, written, out, fig, speedups, "speedup", prov.text, "speedup", SPEEDUP_FORMATS, "tokens")
+        beyond = pd.concat([extrapolation(frame, base, layout) for base, layout in pairs], ignore_index=True)
+        written.tables.append(save_table(beyond, out, "extrapolation"))
+        doc.table(beyond, {c: md.ratio for c in beyond.columns if c.startswith("predicted_at_")},
+                  caption="Cost-model extrapolation, NOT measured: the predicted speedup at longer prompts/depths, and "
+                          "the shortest length at which it reaches 2x (empty: not below 4M tokens):")
 
     failed = failed_rows(frame)
     if not failed.empty:

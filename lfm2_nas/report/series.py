@@ -13,7 +13,7 @@ samples of all such rows, and says how many rows it pooled.
 from __future__ import annotations
 
 import os
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -180,6 +180,42 @@ def speedup_series(frame: pd.DataFrame, baseline: str, layout: str) -> pd.DataFr
                 **terms,
             })
     return pd.DataFrame(records)
+
+
+#: How far the cost-model extrapolation looks for the length where a claimed speedup is reached.
+CROSSOVER_LIMIT = 1 << 22
+
+
+def extrapolation(frame: pd.DataFrame, baseline: str, layout: str, claim: float = 2.0,
+                  lengths: tuple[int, ...] = (4096, 32768)) -> pd.DataFrame:
+    """The cost model's speedup of ``layout`` over ``baseline`` beyond what was measured (nothing
+    here is a measurement): the predicted ratio at ``lengths`` and the shortest prompt (prefill) or
+    depth (decode) at which it reaches ``claim`` (None: not below :data:`CROSSOVER_LIMIT` tokens)."""
+    specs = [layout_spec(frame, name) for name in (baseline, layout)]
+    records = []
+    for phase in PHASES:
+        def ratio(n: int) -> float:
+            base_work, own_work, _ = _work(phase, specs[0], specs[1], n)
+            return base_work / own_work
+
+        record = {"phase": phase, "baseline": baseline, "layout": layout}
+        record.update({f"predicted_at_{n}": ratio(n) for n in lengths})
+        record[f"tokens_to_{claim:g}x"] = _first_reaching(ratio, claim)
+        records.append(record)
+    return pd.DataFrame(records)
+
+
+def _first_reaching(ratio: Any, target: float) -> int | None:
+    """Smallest n in [1, CROSSOVER_LIMIT] with ``ratio(n) >= target`` (ratio non-decreasing in n)."""
+    if ratio(CROSSOVER_LIMIT) < target:
+        return None
+    low, high = 1, CROSSOVER_LIMIT
+    if ratio(low) >= target:
+        return low
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if ratio(mid) >= target else (mid, high)
+    return high
 
 
 def _work(phase: str, base: ModelSpec, own: ModelSpec, x: int) -> tuple[float, float, dict[str, float]]:
