@@ -159,3 +159,12 @@ def test_extrapolation_finds_where_the_cost_model_reaches_the_claim():
     assert cost.prefill_flops(dense, prompt) / cost.prefill_flops(lfm2, prompt) >= 2.0
     # the other way round the ratio only falls: never 2x
     assert extrapolation(frame, "lfm2-350m", "lfm2-350m-dense")["tokens_to_2x"].isna().all()
+
+
+def test_series_keep_the_order_of_the_results_then_x():
+    frame = results_frame([row("lfm2-700m", 512, 64, [1.0], [1.0]), row("lfm2-350m", 32, 64, [1.0], [1.0]),
+                           row("lfm2-700m", 32, 64, [1.0], [1.0])])
+    prefill = latency_series(frame, "prefill")
+    assert list(zip(prefill["series"], prefill["x"])) == [("lfm2-700m", 32), ("lfm2-700m", 512), ("lfm2-350m", 32)]
+    assert list(memory_series(frame)["series"]) == ["lfm2-700m", "lfm2-700m", "lfm2-350m"]
+    assert list(layouts_table(frame)["layout"]) == ["lfm2-700m", "lfm2-350m"]

@@ -99,7 +99,7 @@ def _grid(panels: int, rows: int = 1, max_cols: int = 3, width: float = 4.8, hei
 
 
 def _by_panel(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    return [(str(k), g) for k, g in frame.groupby(PANEL_KEY, sort=True)]
+    return [(str(k), g) for k, g in frame.groupby(PANEL_KEY, sort=False)]
 
 
 LATENCY_FORMATS = {c: md.ms for c in ("median_ms", "p10_ms", "p25_ms", "p75_ms", "p90_ms")}
@@ -156,7 +156,7 @@ def sweep_report(frame: pd.DataFrame, out: Path, title: str = "Sweep report", pa
         _emit(doc, written, out, fig, series, phase, prov.text, f"{phase} latency", LATENCY_FORMATS, PHASES[phase][0])
 
     series = memory_series(frame)
-    names = list(series.groupby([PANEL_KEY, "series"], sort=True).groups)
+    names = list(dict.fromkeys(zip(series[PANEL_KEY], series["series"])))
     fig, axes = _grid(max(len(names), 1), suptitle=f"{title}: peak memory, measured vs cost model")
     for ax, (panel, name) in zip(axes[0], names):
         plots.plot_memory(series[(series[PANEL_KEY] == panel) & (series["series"] == name)], ax=ax, title=name)

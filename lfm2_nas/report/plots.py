@@ -2,7 +2,7 @@
 function computed and an optional matplotlib axis, draws, and returns the axis. Nothing here
 computes a number that is not on the page already, and nothing saves a file (see :mod:`.build`).
 
-Colours follow the sorted order of the series in a panel, so the same role (e.g. the LFM2 layout,
+Colours follow the order in which series first appear in a panel (the sweep file's order), so the same role (e.g. the LFM2 layout,
 its all-attention baseline, the dense model) keeps its colour from panel to panel and figure to figure.
 """
 
@@ -30,11 +30,16 @@ def _axis(ax: Any) -> Any:
 
 
 def colours(names: Sequence[str]) -> dict[str, Any]:
-    """A colour per name, in sorted order of the names (tab10)."""
+    """A colour per name, in order of first appearance (tab10)."""
     import matplotlib
 
     cycle = matplotlib.colormaps["tab10"].colors
-    return {name: cycle[i % len(cycle)] for i, name in enumerate(sorted(set(names)))}
+    return {name: cycle[i % len(cycle)] for i, name in enumerate(dict.fromkeys(names))}
+
+
+def _lines(data: pd.DataFrame, key: str) -> list[tuple[str, pd.DataFrame]]:
+    """``data`` split by ``key`` in order of first appearance, each part sorted by ``x``."""
+    return [(name, data[data[key] == name].sort_values("x")) for name in dict.fromkeys(data[key])]
 
 
 def _byte_unit(largest: float) -> tuple[str, float]:
@@ -58,7 +63,7 @@ def plot_latency(series: pd.DataFrame, phase: str, ax: Any = None, title: str = 
     error bars; hollow markers where the profiler flagged the measurement unstable (IQR/median > 0.10)."""
     ax = _axis(ax)
     palette = colours(series["series"])
-    for name, line in series.sort_values("x").groupby("series", sort=True):
+    for name, line in _lines(series, "series"):
         colour = palette[name]
         ax.fill_between(line["x"], line["p10_ms"], line["p90_ms"], color=colour, alpha=0.18, linewidth=0)
         ax.errorbar(line["x"], line["median_ms"], yerr=[line["median_ms"] - line["p25_ms"], line["p75_ms"] - line["median_ms"]],
@@ -126,7 +131,7 @@ def plot_roofline(series: pd.DataFrame, metric: str, phase: str, ax: Any = None,
     ax = _axis(ax)
     label, peak_col, unit, scale = _ROOFLINE_LABELS[metric]
     palette = colours(series["series"])
-    for name, line in series.sort_values("x").groupby("series", sort=True):
+    for name, line in _lines(series, "series"):
         ax.plot(line["x"], 100 * line[metric], marker="o", ms=4, color=palette[name], label=name)
     peaks = series[peak_col].dropna().unique()
     peak_text = ", ".join(f"{p / scale:.1f} {unit}" for p in peaks)
@@ -149,7 +154,7 @@ def plot_speedup(series: pd.DataFrame, phase: str, ax: Any = None, title: str = 
     rows = series[series["phase"] == phase].copy()
     rows["pair"] = rows["layout"] + " vs " + rows["baseline"]
     palette = colours(rows["pair"])
-    for pair, line in rows.sort_values("x").groupby("pair", sort=True):
+    for pair, line in _lines(rows, "pair"):
         ax.plot(line["x"], line["speedup"], marker="o", ms=4, color=palette[pair], label=f"{pair} (measured)")
         ax.plot(line["x"], line["predicted"], linestyle="--", color=palette[pair],
                 label=f"cost model ({line['predicted_from'].iloc[0]} ratio)")

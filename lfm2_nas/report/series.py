@@ -52,6 +52,15 @@ def _panels(frame: pd.DataFrame) -> pd.DataFrame:
     return frame if PANEL_KEY in frame.columns else with_panels(frame)
 
 
+def _in_order(out: pd.DataFrame, frame: pd.DataFrame, x: str) -> pd.DataFrame:
+    """``out`` sorted by panel and series in the order they first appear in ``frame`` (the order of
+    the sweep file), then by ``x``."""
+    panels = {v: i for i, v in enumerate(dict.fromkeys(frame[PANEL_KEY]))}
+    series = {v: i for i, v in enumerate(dict.fromkeys(frame["series"]))}
+    rank = out[PANEL_KEY].map(panels) * len(series) + out["series"].map(series)
+    return out.assign(_rank=rank).sort_values(["_rank", x], kind="stable").drop(columns="_rank").reset_index(drop=True)
+
+
 def latency_series(frame: pd.DataFrame, phase: str) -> pd.DataFrame:
     """Prefill ms vs prompt length or decode ms/token vs context depth, one line per series.
 
@@ -75,10 +84,11 @@ def latency_series(frame: pd.DataFrame, phase: str) -> pd.DataFrame:
             "median_ms": p50, "p10_ms": p10, "p25_ms": p25, "p75_ms": p75, "p90_ms": p90,
             "samples": int(samples.size), "rows": len(group), "unstable": bool(unstable),
         })
-    return pd.DataFrame(records, columns=[
+    out = pd.DataFrame(records, columns=[
         "panel", "series", "layout", "x", "median_ms", "p10_ms", "p25_ms", "p75_ms", "p90_ms",
         "samples", "rows", "unstable",
     ])
+    return _in_order(out, frame, "x")
 
 
 MEMORY_PARTS = ("weights", "cache", "activations")
@@ -116,7 +126,7 @@ def memory_series(frame: pd.DataFrame) -> pd.DataFrame:
         "peak_bytes_pred": ok["peak_bytes_pred"].astype(float),
     })
     out["peak_error"] = (out["peak_bytes_pred"] - out["peak_bytes"]) / out["peak_bytes"]
-    return out.sort_values(["panel", "series", "context_len"]).reset_index(drop=True)
+    return _in_order(out, frame, "context_len")
 
 
 #: phase -> (x column, [(fraction column, achieved-rate column, peak column)])
@@ -148,7 +158,7 @@ def roofline_series(frame: pd.DataFrame, phase: str) -> pd.DataFrame:
     grouped = ok.groupby([PANEL_KEY, "series", x_col], sort=True)
     out = grouped[columns].median().reset_index().rename(columns={x_col: "x"})
     out.insert(2, "layout", grouped["layout"].first().values)
-    return out
+    return _in_order(out, frame, "x")
 
 
 def speedup_series(frame: pd.DataFrame, baseline: str, layout: str) -> pd.DataFrame:
@@ -241,7 +251,7 @@ def layouts_table(frame: pd.DataFrame) -> pd.DataFrame:
     """The analytic figures of each layout in the results (cost model at the rows' dtype, batch 1):
     parameters, weight bytes, K/V bytes per token, conv-state bytes, pattern and widths."""
     records = []
-    for (layout, dtype), group in frame.groupby(["layout", "dtype"], sort=True):
+    for (layout, dtype), group in frame.groupby(["layout", "dtype"], sort=False):
         spec = layout_spec(group, layout)
         summary = cost.summarize(spec, dtype)
         records.append({
