@@ -33,6 +33,9 @@ def test_layout_writes_png_svg_tables_and_markdown(tmp_path, capsys, monkeypatch
     (["report", "sweep", "{tmp}/empty.jsonl", "--out", "{tmp}/o"], "error: "),
     (["report", "sweep", "{tmp}/rows.jsonl", "--out", "{tmp}/o", "--panel", "nope"], "error: unknown column(s) nope"),
     (["report", "sweep", "{tmp}/rows.jsonl", "--out", "{tmp}/o", "--compare", "a b"], "error: --compare 'a b'"),
+    (["report", "sweep", "{tmp}/rows.jsonl", "--out", "{tmp}/o", "--baseline-suffix", "-x"], "error: --baseline-suffix -x"),
+    (["report", "sweep", "{tmp}/rows.jsonl", "--out", "{tmp}/o", "--compare", "a vs lfm2-tiny"],
+     "error: no rows for layout 'a'"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(tmp_path, capsys, monkeypatch, args, message):
     import json
@@ -45,6 +48,7 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path, capsys, monkeypatch, a
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), err
+    assert not (tmp_path / "o").exists()  # nothing half-written
 
 
 def test_sweep_report_from_a_results_file(tmp_path, capsys, monkeypatch):
@@ -58,7 +62,7 @@ def test_sweep_report_from_a_results_file(tmp_path, capsys, monkeypatch):
     (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "report"
     code, stdout, _ = run_cli(["report", "sweep", str(tmp_path / "rows.jsonl"), "--out", str(out), "--title", "T",
-                               "--compare", "lfm2-350m-dense vs lfm2-350m"], capsys, monkeypatch)
+                               "--baseline-suffix", "-dense"], capsys, monkeypatch)
     assert code == 0 and "6 figures" in stdout
     for stem in ("layouts", "prefill", "decode", "memory", "roofline", "speedup"):
         assert (out / f"{stem}.png").exists() and (out / f"{stem}.svg").exists()
@@ -66,3 +70,17 @@ def test_sweep_report_from_a_results_file(tmp_path, capsys, monkeypatch):
     assert report.startswith("# T\n\n_hardware cpu-test-2cpu@2026-01-02 (Test CPU) | measured 2026-01-02")
     assert "![decode latency](decode.png)" in report and "## Failed rows" in report and "out of memory" in report
     assert "| series | context_depth | median_ms |" in report  # one panel: no panel column; x named
+
+
+def test_a_report_that_fails_part_way_writes_nothing(tmp_path, capsys, monkeypatch):
+    import json
+
+    from report_rows import row
+
+    broken = row("lfm2-tiny", 32, 64, [1.0], [1.0])
+    del broken["peak_bytes_pred"]  # latency plots can be drawn, the memory plot cannot
+    (tmp_path / "rows.jsonl").write_text(json.dumps(broken) + "\n")
+    code, _, err = run_cli(["report", "sweep", str(tmp_path / "rows.jsonl"), "--out", str(tmp_path / "o")],
+                           capsys, monkeypatch)
+    assert code == 2 and err.startswith("error: unknown column(s) peak_bytes_pred")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl"]

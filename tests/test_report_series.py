@@ -15,6 +15,7 @@ from lfm2_nas.report.series import (
     memory_series,
     roofline_series,
     speedup_series,
+    suffix_pairs,
     with_panels,
 )
 from report_rows import HARDWARE, failed, row
@@ -168,3 +169,9 @@ def test_series_keep_the_order_of_the_results_then_x():
     assert list(zip(prefill["series"], prefill["x"])) == [("lfm2-700m", 32), ("lfm2-700m", 512), ("lfm2-350m", 32)]
     assert list(memory_series(frame)["series"]) == ["lfm2-700m", "lfm2-700m", "lfm2-350m"]
     assert list(layouts_table(frame)["layout"]) == ["lfm2-700m", "lfm2-350m"]
+
+
+def test_suffix_pairs_put_the_baseline_first():
+    names = ["lfm2-350m", "lfm2-350m-all-attn", "lfm2-350m-dense", "lfm2-700m", "lfm2-700m-dense", "other"]
+    assert suffix_pairs(names, ["-all-attn", "-dense"]) == [
+        ("lfm2-350m-all-attn", "lfm2-350m"), ("lfm2-350m-dense", "lfm2-350m"), ("lfm2-700m-dense", "lfm2-700m")]

@@ -36,13 +36,23 @@ def sweep(
         "--panel", help="result column(s) to split plots into panels by, e.g. spec_hidden_size (repeatable)")] = None,
     compare: Annotated[Optional[list[str]], typer.Option(
         "--compare", help="'BASELINE vs LAYOUT': plot how much faster LAYOUT is, measured and predicted (repeatable)")] = None,
+    baseline_suffix: Annotated[Optional[list[str]], typer.Option(
+        "--baseline-suffix", help="compare every layout L with L+SUFFIX when both are in the results, "
+                                  "e.g. -all-attn or -dense (repeatable)")] = None,
 ) -> None:
     """Latency (with spread), peak memory (measured vs cost model, split), roofline fractions and speedups."""
     from lfm2_nas.report.build import sweep_report
     from lfm2_nas.report.results import load_results
+    from lfm2_nas.report.series import suffix_pairs
 
+    frame = load_results(results)
     pairs = [_pair(text) for text in compare or []]
-    _done(sweep_report(load_results(results), out, title=title, panel_by=panel or [], compare=pairs))
+    if baseline_suffix:
+        found = suffix_pairs(frame["layout"].astype(str), baseline_suffix)
+        if not found:
+            raise ValueError(f"--baseline-suffix {', '.join(baseline_suffix)}: no layout L in the results has an L+SUFFIX")
+        pairs += found
+    _done(sweep_report(frame, out, title=title, panel_by=panel or [], compare=pairs))
 
 
 @app.command("layout")

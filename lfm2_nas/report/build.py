@@ -2,23 +2,26 @@
 write ``report.md`` with every plot and the table behind it. The CLI calls one function per report.
 
 Figures are plain :class:`matplotlib.figure.Figure` objects (no pyplot state, no backend switch),
-saved with the Agg/SVG renderers. Files are written to a temporary name and renamed into place.
+saved with the Agg/SVG renderers. A report is built in a fresh folder beside its output folder and
+moved into place when complete, so a report that fails part-way writes nothing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 
 from lfm2_nas.report import markdown as md
 from lfm2_nas.report import plots
 from lfm2_nas.report.layout import layout_caption, layout_strip
-from lfm2_nas.report.results import layout_spec, provenance
+from lfm2_nas.report.results import check_layouts, layout_spec, provenance
 from lfm2_nas.report.series import (
     PANEL_KEY,
     PHASES,
@@ -55,14 +58,20 @@ def today() -> str:
     return dt.date.today().isoformat()
 
 
-def _atomic(path: Path, write: Any) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
+def _publish(out: Path, build: Callable[[Path], Written]) -> Written:
+    """Run ``build`` in a fresh folder beside ``out``, then move what it wrote into ``out`` file by
+    file (each move atomic): a report that fails part-way leaves ``out`` as it was."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        written = build(stage)
+        out.mkdir(exist_ok=True)
+        moved = {path: out / path.name for path in stage.iterdir()}
+        for source, target in moved.items():
+            os.replace(source, target)
+        return Written(moved[written.report], [moved[p] for p in written.figures], [moved[p] for p in written.tables])
     finally:
-        tmp.unlink(missing_ok=True)
-    return path
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def save_figure(fig: Any, out: Path, stem: str, stamp_text: str) -> list[Path]:
@@ -70,13 +79,14 @@ def save_figure(fig: Any, out: Path, stem: str, stamp_text: str) -> list[Path]:
     plots.stamp(fig, stamp_text)
     paths = []
     for fmt in FIGURE_FORMATS:
-        paths.append(_atomic(out / f"{stem}.{fmt}",
-                             lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=130, bbox_inches="tight")))
+        paths.append(out / f"{stem}.{fmt}")
+        fig.savefig(paths[-1], format=fmt, dpi=130, bbox_inches="tight")
     return paths
 
 
 def save_table(frame: pd.DataFrame, out: Path, stem: str) -> Path:
-    return _atomic(out / f"{stem}.csv", lambda tmp: frame.to_csv(tmp, index=False))
+    frame.to_csv(out / f"{stem}.csv", index=False)
+    return out / f"{stem}.csv"
 
 
 def _grid(panels: int, rows: int = 1, max_cols: int = 3, width: float = 4.8, height: float = 3.5,
@@ -125,8 +135,13 @@ def sweep_report(frame: pd.DataFrame, out: Path, title: str = "Sweep report", pa
                  compare: Iterable[tuple[str, str]] = ()) -> Written:
     """Latency, memory and roofline plots (plus speedups of each ``(baseline, layout)`` pair in
     ``compare``) of a results frame, with their tables, into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
+    pairs = list(compare)
+    check_layouts(frame, [name for pair in pairs for name in pair])
     frame = with_panels(frame, panel_by)
+    return _publish(out, lambda stage: _sweep_report(frame, stage, title, pairs))
+
+
+def _sweep_report(frame: pd.DataFrame, out: Path, title: str, pairs: list[tuple[str, str]]) -> Written:
     ok = frame[frame["ok"]]
     if ok.empty:
         raise ValueError("no successful rows to report: every row failed (see their 'reason')")
@@ -182,7 +197,6 @@ def sweep_report(frame: pd.DataFrame, out: Path, title: str = "Sweep report", pa
         written.tables.append(save_table(data, out, f"roofline_{phase}"))
         doc.table(table_view(data, PHASES[phase][0]), ROOFLINE_FORMATS, caption=f"Roofline, {phase}:")
 
-    pairs = list(compare)
     if pairs:
         speedups = pd.concat([speedup_series(frame, base, layout) for base, layout in pairs], ignore_index=True)
         fig, axes = _grid(2, suptitle=f"{title}: speedup, measured vs cost model")
@@ -202,7 +216,7 @@ def sweep_report(frame: pd.DataFrame, out: Path, title: str = "Sweep report", pa
     if not failed.empty:
         doc.section("Failed rows", f"{len(failed)} row(s) measured nothing:")
         doc.table(failed)
-    _atomic(written.report, lambda tmp: Path(tmp).write_text(doc.text()))
+    written.report.write_text(doc.text())
     return written
 
 
@@ -233,7 +247,10 @@ STUDY_FORMATS = {"params": md.count, "decode_ms": md.ms,
 def study_report(data: StudyData, out: Path, latency: Sequence[str] = ("decode_ms", "prefill_ms")) -> Written:
     """Pareto plots (quality vs each latency objective, peak memory as colour, the seeded LFM2
     layout and its all-attention baseline marked), the hypervolume history, and their tables."""
-    out.mkdir(parents=True, exist_ok=True)
+    return _publish(out, lambda stage: _study_report(data, stage, latency))
+
+
+def _study_report(data: StudyData, out: Path, latency: Sequence[str]) -> Written:
     stamp_text = f"{data.provenance} | report {today()}"
     doc = md.Document(f"Study {data.name}", f"_{stamp_text}_")
     written = Written(out / "report.md")
@@ -268,7 +285,7 @@ def study_report(data: StudyData, out: Path, latency: Sequence[str] = ("decode_m
                 f"scaled so the best observed value is 0 and the worst 1, against the reference point {REFERENCE} on "
                 f"each ({scaling}).")
     _emit(doc, written, out, fig, history, "hypervolume", stamp_text, "hypervolume history", {"hypervolume": md.number})
-    _atomic(written.report, lambda tmp: Path(tmp).write_text(doc.text()))
+    written.report.write_text(doc.text())
     return written
 
 
@@ -276,7 +293,10 @@ def layout_report(specs: Sequence[tuple[str, ModelSpec]], out: Path, dtype: str 
     """A strip per layout (conv vs attention per layer, parameters per block, widths in the caption)."""
     if not specs:
         raise ValueError("give at least one layout")
-    out.mkdir(parents=True, exist_ok=True)
+    return _publish(out, lambda stage: _layout_report(specs, stage, dtype))
+
+
+def _layout_report(specs: Sequence[tuple[str, ModelSpec]], out: Path, dtype: str) -> Written:
     stamp_text = f"analytic (cost model, {dtype}; nothing measured) | report {today()}"
     doc = md.Document("Layouts", f"_{stamp_text}_")
     written = Written(out / "report.md")
@@ -287,7 +307,7 @@ def layout_report(specs: Sequence[tuple[str, ModelSpec]], out: Path, dtype: str 
         written.tables.append(save_table(strip, out, f"layout_{_slug(name)}"))
         doc.section(name, layout_caption(name, spec, dtype))
         doc.table(strip, {"kv_bytes_per_token": md.nbytes, "state_bytes": md.nbytes})
-    _atomic(written.report, lambda tmp: Path(tmp).write_text(doc.text()))
+    written.report.write_text(doc.text())
     return written
 
 

@@ -52,6 +52,14 @@ def results_frame(rows: Iterable[dict[str, Any]], source: str = "results") -> pd
     return frame
 
 
+def check_layouts(frame: pd.DataFrame, names: Iterable[str]) -> None:
+    """:class:`ResultsError` naming the first of ``names`` that is not a layout label in ``frame``."""
+    known = set(frame["layout"].astype(str))
+    for name in names:
+        if name not in known:
+            raise ResultsError(f"no rows for layout {name!r}; layouts in the results: {', '.join(sorted(known))}")
+
+
 def layout_spec(frame: pd.DataFrame, layout: str) -> ModelSpec:
     """The spec of ``layout`` (a label in ``frame``), from the ``spec_*`` columns of its first row."""
     return spec_from_row(frame[frame["layout"] == layout].iloc[0].to_dict())

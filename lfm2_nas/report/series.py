@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lfm2_nas import cost
-from lfm2_nas.report.results import check_columns, layout_spec, samples_of
+from lfm2_nas.report.results import check_columns, check_layouts, layout_spec, samples_of
 from lfm2_nas.spec import ModelSpec
 
 #: phase -> (x column, stats prefix of the profiler row)
@@ -170,10 +170,7 @@ def speedup_series(frame: pd.DataFrame, baseline: str, layout: str) -> pd.DataFr
     (compute-bound: matmuls + attention over the prompt). ``kv_bytes`` and ``attention_flops_share``
     are each layout's terms behind that prediction.
     """
-    known = set(frame["layout"].astype(str))
-    for name in (baseline, layout):
-        if name not in known:
-            raise ValueError(f"no rows for layout {name!r}; layouts in the results: {', '.join(sorted(known))}")
+    check_layouts(frame, (baseline, layout))
     specs = {name: layout_spec(frame, name) for name in (baseline, layout)}
     records = []
     for phase in PHASES:
@@ -190,6 +187,13 @@ def speedup_series(frame: pd.DataFrame, baseline: str, layout: str) -> pd.DataFr
                 **terms,
             })
     return pd.DataFrame(records)
+
+
+def suffix_pairs(layouts: Iterable[str], suffixes: Iterable[str]) -> list[tuple[str, str]]:
+    """``(layout + suffix, layout)`` for every layout whose suffixed name is also present, e.g. the
+    suffix ``-dense`` pairs ``lfm2-350m-dense`` with ``lfm2-350m`` (baseline first)."""
+    names = list(dict.fromkeys(layouts))
+    return [(name + suffix, name) for name in names for suffix in suffixes if name + suffix in names]
 
 
 #: How far the cost-model extrapolation looks for the length where a claimed speedup is reached.
