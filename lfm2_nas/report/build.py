@@ -43,18 +43,15 @@ FIGURE_FORMATS = ("png", "svg")
 
 @dataclass
 class Written:
-    """What a report wrote (paths relative to nothing: as given)."""
+    """The files a report wrote: ``report.md``, its figures (PNG and SVG) and tables (CSV)."""
 
     report: Path
     figures: list[Path] = field(default_factory=list)
     tables: list[Path] = field(default_factory=list)
 
-    @property
-    def paths(self) -> list[Path]:
-        return [self.report, *self.figures, *self.tables]
-
 
 def today() -> str:
+    """The report date stamped on figures (ISO, local)."""
     return dt.date.today().isoformat()
 
 
@@ -141,92 +138,130 @@ def sweep_report(frame: pd.DataFrame, out: Path, title: str = "Sweep report", pa
     return _publish(out, lambda stage: _sweep_report(frame, stage, title, pairs))
 
 
-def _sweep_report(frame: pd.DataFrame, out: Path, title: str, pairs: list[tuple[str, str]]) -> Written:
-    ok = frame[frame["ok"]]
-    if ok.empty:
-        raise ValueError("no successful rows to report: every row failed (see their 'reason')")
-    prov = provenance(frame, today())
-    doc = md.Document(title, f"_{prov.text}_")
-    written = Written(out / "report.md")
-    panels = _by_panel(ok)
+@dataclass
+class _Builder:
+    """One report being written: its folder, markdown document, stamp and the files written so far."""
 
+    out: Path
+    title: str
+    stamp: str
+    doc: md.Document = field(init=False)
+    written: Written = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.doc = md.Document(self.title, f"_{self.stamp}_")
+        self.written = Written(self.out / "report.md")
+
+    def figure(self, fig: Any, stem: str, alt: str) -> None:
+        """Save ``fig`` as ``<stem>.png``/``.svg`` (stamped) and show it in the document."""
+        self.written.figures += save_figure(fig, self.out, stem, self.stamp)
+        self.doc.image(f"{stem}.png", alt)
+
+    def table(self, frame: pd.DataFrame, stem: str, formats: dict[str, md.Formatter], x_name: str = "x",
+              caption: str = "") -> None:
+        """Save ``frame`` as ``<stem>.csv`` and show it (see :func:`table_view`) in the document."""
+        self.written.tables.append(save_table(frame, self.out, stem))
+        self.doc.table(table_view(frame, x_name), formats, caption=caption)
+
+    def finish(self) -> Written:
+        self.written.report.write_text(self.doc.text())
+        return self.written
+
+
+def _sweep_report(frame: pd.DataFrame, out: Path, title: str, pairs: list[tuple[str, str]]) -> Written:
+    if not frame["ok"].any():
+        raise ValueError("no successful rows to report: every row failed (see their 'reason')")
+    report = _Builder(out, title, provenance(frame, today()).text)
+    _layouts_section(report, frame)
+    _latency_section(report, frame)
+    _memory_section(report, frame)
+    _roofline_section(report, frame)
+    if pairs:
+        _speedup_section(report, frame, pairs)
+    failed = failed_rows(frame)
+    if not failed.empty:
+        report.doc.section("Failed rows", f"{len(failed)} row(s) measured nothing:")
+        report.doc.table(failed)
+    return report.finish()
+
+
+def _layouts_section(report: _Builder, frame: pd.DataFrame) -> None:
     layouts = layouts_table(frame)
-    doc.section("Layouts", "Analytic figures from the cost model (batch 1, the rows' dtype); the strips show "
-                "which operator sits in each layer and the parameters of each block.")
+    report.doc.section("Layouts", "Analytic figures from the cost model (batch 1, the rows' dtype); the strips show "
+                       "which operator sits in each layer and the parameters of each block.")
     names = list(dict.fromkeys(layouts["layout"]))
     dtype = str(layouts["dtype"].iloc[0]) if layouts["dtype"].nunique() == 1 else "float32"
-    fig = _strips([(name, layout_spec(frame, name)) for name in names], dtype)
-    written.figures += save_figure(fig, out, "layouts", prov.text)
-    doc.image("layouts.png", "layout strips")
-    written.tables.append(save_table(layouts, out, "layouts"))
-    doc.table(layouts, LAYOUT_FORMATS)
+    report.figure(_strips([(name, layout_spec(frame, name)) for name in names], dtype), "layouts", "layout strips")
+    report.table(layouts, "layouts", LAYOUT_FORMATS)
 
-    doc.section("Latency", "Median of the raw samples; bars: interquartile range; band: p10-p90. Rows measuring the "
-                "same prefill (or decode depth) are pooled. Hollow markers: the profiler flagged the row unstable.")
+
+def _latency_section(report: _Builder, frame: pd.DataFrame) -> None:
+    report.doc.section("Latency", "Median of the raw samples; bars: interquartile range; band: p10-p90. Rows "
+                       "measuring the same prefill (or decode depth) are pooled. Hollow markers: the profiler "
+                       "flagged the row unstable (IQR/median > 0.10).")
     for phase in ("prefill", "decode"):
         series = latency_series(frame, phase)
-        fig, axes = _grid(len(panels), suptitle=f"{title}: {phase} latency")
-        for ax, (panel, data) in zip(axes[0], _by_panel(series)):
+        panels = _by_panel(series)
+        fig, axes = _grid(len(panels), suptitle=f"{report.title}: {phase} latency")
+        for ax, (panel, data) in zip(axes[0], panels):
             plots.plot_latency(data, phase, ax=ax, title=panel)
-        _emit(doc, written, out, fig, series, phase, prov.text, f"{phase} latency", LATENCY_FORMATS, PHASES[phase][0])
+        report.figure(fig, phase, f"{phase} latency")
+        report.table(series, phase, LATENCY_FORMATS, PHASES[phase][0])
 
+
+def _memory_section(report: _Builder, frame: pd.DataFrame) -> None:
     series = memory_series(frame)
     names = list(dict.fromkeys(zip(series[PANEL_KEY], series["series"])))
-    fig, axes = _grid(max(len(names), 1), suptitle=f"{title}: peak memory, measured vs cost model")
+    fig, axes = _grid(max(len(names), 1), suptitle=f"{report.title}: peak memory, measured vs cost model")
     for ax, (panel, name) in zip(axes[0], names):
         plots.plot_memory(series[(series[PANEL_KEY] == panel) & (series["series"] == name)], ax=ax, title=name)
     plots.memory_legend(fig)
-    doc.section("Peak memory", "Measured growth above the process's start-up memory (weights, cache, and the rest of the "
-                "peak as activations) against the cost model (weights, cache) and the profiler's activation estimate. "
-                "Where several rows share a context length, the one with the longest prompt is shown.")
-    _emit(doc, written, out, fig, series, "memory", prov.text, "peak memory", MEMORY_FORMATS)
+    report.doc.section("Peak memory", "Measured growth above the process's start-up memory (weights, cache, and the "
+                       "rest of the peak as activations) against the cost model (weights, cache) and the profiler's "
+                       "activation estimate. Where several rows share a context length, the one with the longest "
+                       "prompt is shown.")
+    report.figure(fig, "memory", "peak memory")
+    report.table(series, "memory", MEMORY_FORMATS)
 
-    doc.section("Roofline", "Achieved rate = the cost model's work (bytes a decode step must read; FLOPs of the phase) "
-                "over the median time, as a fraction of the hardware profile's measured peak read bandwidth and "
-                "matmul throughput.")
+
+def _roofline_section(report: _Builder, frame: pd.DataFrame) -> None:
+    report.doc.section("Roofline", "Achieved rate = the cost model's work (bytes a decode step must read; FLOPs of the "
+                       "phase) over the median time, as a fraction of the hardware profile's measured peak read "
+                       "bandwidth and matmul throughput.")
     decode, prefill = roofline_series(frame, "decode"), roofline_series(frame, "prefill")
-    fig, axes = _grid(len(panels), rows=2, suptitle=f"{title}: fraction of the measured roofline")
-    for col, (panel, _) in enumerate(panels):
+    panels = list(dict.fromkeys(decode[PANEL_KEY]))
+    fig, axes = _grid(len(panels), rows=2, suptitle=f"{report.title}: fraction of the measured roofline")
+    for col, panel in enumerate(panels):
+        prefix = f"{panel}: " if panel else ""
         plots.plot_roofline(decode[decode[PANEL_KEY] == panel], "decode_bandwidth_fraction", "decode", ax=axes[0][col],
-                            title=f"{panel + ': ' if panel else ''}decode read bandwidth")
+                            title=f"{prefix}decode read bandwidth")
         plots.plot_roofline(prefill[prefill[PANEL_KEY] == panel], "prefill_flops_fraction", "prefill", ax=axes[1][col],
-                            title=f"{panel + ': ' if panel else ''}prefill FLOP/s")
-    written.figures += save_figure(fig, out, "roofline", prov.text)
-    doc.image("roofline.png", "fraction of the measured roofline")
+                            title=f"{prefix}prefill FLOP/s")
+    report.figure(fig, "roofline", "fraction of the measured roofline")
     for phase, data in (("decode", decode), ("prefill", prefill)):
-        written.tables.append(save_table(data, out, f"roofline_{phase}"))
-        doc.table(table_view(data, PHASES[phase][0]), ROOFLINE_FORMATS, caption=f"Roofline, {phase}:")
-
-    if pairs:
-        speedups = pd.concat([speedup_series(frame, base, layout) for base, layout in pairs], ignore_index=True)
-        fig, axes = _grid(2, suptitle=f"{title}: speedup, measured vs cost model")
-        for ax, phase in zip(axes[0], ("prefill", "decode")):
-            plots.plot_speedup(speedups, phase, ax=ax)
-        doc.section("Speedup", "speedup = baseline median / layout median. Cost model: the ratio of bytes a decode step must "
-                    "read (weights + K/V at that depth + conv state; bandwidth-bound) and of prefill FLOPs (matmuls + "
-                    "attention over the prompt; compute-bound).")
-        _emit(doc, written, out, fig, speedups, "speedup", prov.text, "speedup", SPEEDUP_FORMATS, "tokens")
-        beyond = pd.concat([extrapolation(frame, base, layout) for base, layout in pairs], ignore_index=True)
-        written.tables.append(save_table(beyond, out, "extrapolation"))
-        doc.table(beyond, {c: md.ratio for c in beyond.columns if c.startswith("predicted_at_")},
-                  caption="Cost-model extrapolation, NOT measured: the predicted speedup at longer prompts/depths, and "
-                          "the shortest length at which it reaches 2x (empty: not below 4M tokens):")
-
-    failed = failed_rows(frame)
-    if not failed.empty:
-        doc.section("Failed rows", f"{len(failed)} row(s) measured nothing:")
-        doc.table(failed)
-    written.report.write_text(doc.text())
-    return written
+        report.table(data, f"roofline_{phase}", ROOFLINE_FORMATS, PHASES[phase][0], caption=f"Roofline, {phase}:")
 
 
-def _emit(doc: md.Document, written: Written, out: Path, fig: Any, table: pd.DataFrame, stem: str, stamp_text: str,
-          alt: str, formats: dict[str, md.Formatter], x_name: str = "x") -> None:
-    """Save ``fig`` and ``table`` as ``<stem>.*``; add the image and the table to ``doc``."""
-    written.figures += save_figure(fig, out, stem, stamp_text)
-    written.tables.append(save_table(table, out, stem))
-    doc.image(f"{stem}.png", alt)
-    doc.table(table_view(table, x_name), formats)
+def _speedup_section(report: _Builder, frame: pd.DataFrame, pairs: list[tuple[str, str]]) -> None:
+    speedups = pd.concat([speedup_series(frame, base, layout) for base, layout in pairs], ignore_index=True)
+    panel_of = dict(zip(frame["layout"], frame[PANEL_KEY]))
+    speedups.insert(0, PANEL_KEY, speedups["layout"].map(panel_of))
+    panels = list(dict.fromkeys(speedups[PANEL_KEY]))
+    fig, axes = _grid(len(panels), rows=2, suptitle=f"{report.title}: speedup, measured vs cost model")
+    for col, panel in enumerate(panels):
+        for row, phase in enumerate(("prefill", "decode")):
+            prefix = f"{panel}: " if panel else ""
+            plots.plot_speedup(speedups[speedups[PANEL_KEY] == panel], phase, ax=axes[row][col],
+                               title=f"{prefix}{phase} speedup")
+    report.doc.section("Speedup", "speedup = baseline median / layout median. Cost model: the ratio of bytes a decode "
+                       "step must read (weights + K/V at that depth + conv state; bandwidth-bound) and of prefill "
+                       "FLOPs (matmuls + attention over the prompt; compute-bound).")
+    report.figure(fig, "speedup", "speedup")
+    report.table(speedups, "speedup", SPEEDUP_FORMATS, "tokens")
+    beyond = pd.concat([extrapolation(frame, base, layout) for base, layout in pairs], ignore_index=True)
+    report.table(beyond, "extrapolation", {c: md.ratio for c in beyond.columns if c.startswith("predicted_at_")},
+                 caption="Cost-model extrapolation, NOT measured: the predicted speedup at longer prompts/depths, and "
+                         "the shortest length at which it reaches 2x (empty: not below 4M tokens):")
 
 
 def table_view(table: pd.DataFrame, x_name: str = "x") -> pd.DataFrame:
@@ -251,42 +286,38 @@ def study_report(data: StudyData, out: Path, latency: Sequence[str] = ("decode_m
 
 
 def _study_report(data: StudyData, out: Path, latency: Sequence[str]) -> Written:
-    stamp_text = f"{data.provenance} | report {today()}"
-    doc = md.Document(f"Study {data.name}", f"_{stamp_text}_")
-    written = Written(out / "report.md")
-    objectives = ", ".join(f"{name} ({direction})" for name, direction in data.objectives)
     panels = [(x, pareto_points(data, x=x)) for x in latency]
     panels = [(x, points) for x, points in panels if not points.empty]
     if not panels:
         raise ValueError(f"study {data.name!r} has no trial with both quality and a latency measured yet")
+    report = _Builder(out, f"Study {data.name}", f"{data.provenance} | report {today()}")
     fig, axes = _grid(len(panels), width=6.0, height=4.4, suptitle=f"Study {data.name}: quality vs latency")
     metric = data.quality_metric
     direction = dict(data.objectives).get("quality", "maximize")
     y_label = f"quality{': ' + metric if metric else ''} ({'higher' if direction == 'maximize' else 'lower'} is better)"
     for ax, (x, points) in zip(axes[0], panels):
         plots.plot_pareto(points, STUDY_LABELS[x], y_label, ax=ax)
-    written.figures += save_figure(fig, out, "pareto", stamp_text)
-    doc.section("Pareto front", f"Objectives: {objectives}. Colour: measured peak memory. Black rings: the study's Pareto "
-                "front over all its objectives; the step line: trials no other feasible trial beats on both plotted axes.")
-    doc.image("pareto.png", "Pareto front")
+    objectives = ", ".join(f"{name} ({direction})" for name, direction in data.objectives)
+    report.doc.section("Pareto front", f"Objectives: {objectives}. Colour: measured peak memory. Black rings: the "
+                       "study's Pareto front over all its objectives; the step line: trials no other feasible trial "
+                       "beats on both plotted axes.")
+    report.figure(fig, "pareto", "Pareto front")
     columns = ["trial", "seed", "pattern", "params", "quality", "decode_ms", "prefill_ms", "peak_bytes"]
-    front = data.trials[data.trials["on_front"]][columns]
-    written.tables.append(save_table(front, out, "pareto"))
-    doc.table(front, STUDY_FORMATS, caption="Pareto-front trials:")
+    report.table(data.trials[data.trials["on_front"]][columns], "pareto", STUDY_FORMATS, caption="Pareto-front trials:")
     seeds = pd.DataFrame(list(data.seeds), columns=["seed", "trial", "status", "pattern", "placement"])
-    doc.table(seeds, caption="Where the seeded layouts land:")
-    written.tables.append(save_table(data.trials, out, "trials"))
+    report.doc.table(seeds, caption="Where the seeded layouts land:")
+    report.written.tables.append(save_table(data.trials, out, "trials"))
 
     history, bounds = hypervolume_history(data)
     fig, axes = _grid(1, width=6.0, height=3.6)
     plots.plot_hypervolume(history, ax=axes[0][0], title=f"Study {data.name}: hypervolume history")
     scaling = "; ".join(f"{name}: best {best:.4g}, worst {worst:.4g}" for name, (best, worst) in bounds.items())
-    doc.section("Hypervolume history", f"Hypervolume of the feasible measured trials so far over all objectives, each "
-                f"scaled so the best observed value is 0 and the worst 1, against the reference point {REFERENCE} on "
-                f"each ({scaling}).")
-    _emit(doc, written, out, fig, history, "hypervolume", stamp_text, "hypervolume history", {"hypervolume": md.number})
-    written.report.write_text(doc.text())
-    return written
+    report.doc.section("Hypervolume history", f"Hypervolume of the feasible measured trials so far over all "
+                       f"objectives, each scaled so the best observed value is 0 and the worst 1, against the "
+                       f"reference point {REFERENCE} on each ({scaling}).")
+    report.figure(fig, "hypervolume", "hypervolume history")
+    report.table(history, "hypervolume", {"hypervolume": md.number})
+    return report.finish()
 
 
 def layout_report(specs: Sequence[tuple[str, ModelSpec]], out: Path, dtype: str = "float32") -> Written:
@@ -297,18 +328,13 @@ def layout_report(specs: Sequence[tuple[str, ModelSpec]], out: Path, dtype: str 
 
 
 def _layout_report(specs: Sequence[tuple[str, ModelSpec]], out: Path, dtype: str) -> Written:
-    stamp_text = f"analytic (cost model, {dtype}; nothing measured) | report {today()}"
-    doc = md.Document("Layouts", f"_{stamp_text}_")
-    written = Written(out / "report.md")
-    written.figures += save_figure(_strips(specs, dtype), out, "layout", stamp_text)
-    doc.image("layout.png", "layout strips")
+    report = _Builder(out, "Layouts", f"analytic (cost model, {dtype}; nothing measured) | report {today()}")
+    report.figure(_strips(specs, dtype), "layout", "layout strips")
     for name, spec in specs:
-        strip = layout_strip(spec, dtype)
-        written.tables.append(save_table(strip, out, f"layout_{_slug(name)}"))
-        doc.section(name, layout_caption(name, spec, dtype))
-        doc.table(strip, {"kv_bytes_per_token": md.nbytes, "state_bytes": md.nbytes})
-    written.report.write_text(doc.text())
-    return written
+        report.doc.section(name, layout_caption(name, spec, dtype))
+        report.table(layout_strip(spec, dtype), f"layout_{_slug(name)}",
+                     {"kv_bytes_per_token": md.nbytes, "state_bytes": md.nbytes})
+    return report.finish()
 
 
 def _strips(specs: Sequence[tuple[str, ModelSpec]], dtype: str) -> Any:
