@@ -37,6 +37,17 @@ def test_latency_pools_samples_of_rows_measuring_the_same_prefill():
     assert list(decode["x"]) == [64, 128] and list(decode["median_ms"]) == [10.0, 21.0]
 
 
+def test_flags_of_pooled_rows_carry_over_and_missing_flags_are_false():
+    frame = results_frame([
+        row("lfm2-tiny", 32, 64, [1.0], [1.0], busy=True),
+        row("lfm2-tiny", 32, 128, [1.0], [1.0], prefill_ms_unstable="True"),
+    ])
+    prefill = latency_series(frame, "prefill").iloc[0]
+    assert prefill["busy"] and prefill["unstable"]
+    decode = latency_series(frame.drop(columns=["busy"]), "decode")
+    assert not decode["busy"].any() and not decode["unstable"].any()
+
+
 def test_failed_rows_stay_out_of_series_and_are_listed():
     frame = results_frame([row("lfm2-tiny", 32, 64, [1.0], [2.0]), failed("lfm2-tiny", 512, 64)])
     assert list(latency_series(frame, "prefill")["x"]) == [32]

@@ -198,7 +198,8 @@ def _layouts_section(report: _Builder, frame: pd.DataFrame) -> None:
 def _latency_section(report: _Builder, frame: pd.DataFrame) -> None:
     report.doc.section("Latency", "Median of the raw samples; bars: interquartile range; band: p10-p90. Rows "
                        "measuring the same prefill (or decode depth) are pooled. Hollow markers: the profiler "
-                       "flagged the row unstable (IQR/median > 0.10).")
+                       "flagged the row unstable (IQR/median > 0.10); red crosses: measured while other processes "
+                       "used the CPU (busy).")
     for phase in ("prefill", "decode"):
         series = latency_series(frame, phase)
         panels = _by_panel(series)

@@ -60,7 +60,8 @@ def _x_axis(ax: Any, xs: Sequence[float], label: str) -> None:
 
 def plot_latency(series: pd.DataFrame, phase: str, ax: Any = None, title: str = "") -> Any:
     """Median latency per series (line) with the p10-p90 band of its samples shaded and the IQR as
-    error bars; hollow markers where the profiler flagged the measurement unstable (IQR/median > 0.10)."""
+    error bars; hollow markers where the profiler flagged the measurement unstable (IQR/median > 0.10),
+    a red cross where it was taken while other processes used the CPU (``busy``)."""
     ax = _axis(ax)
     palette = colours(series["series"])
     for name, line in _lines(series, "series"):
@@ -71,6 +72,9 @@ def plot_latency(series: pd.DataFrame, phase: str, ax: Any = None, title: str = 
         unstable = line[line["unstable"]]
         if not unstable.empty:
             ax.scatter(unstable["x"], unstable["median_ms"], s=60, facecolors="white", edgecolors=colour, zorder=3)
+        busy = line[line["busy"]]
+        if not busy.empty:
+            ax.scatter(busy["x"], busy["median_ms"], s=40, marker="x", color="tab:red", zorder=4)
     _x_axis(ax, series["x"], _X_LABELS[phase])
     ax.set_ylabel(_Y_LABELS[phase])
     ax.set_ylim(bottom=0)

@@ -44,7 +44,7 @@ def results_frame(rows: Iterable[dict[str, Any]], source: str = "results") -> pd
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise ResultsError(f"{source}: not profiler results, missing column(s) {', '.join(missing)}")
-    frame["ok"] = frame["ok"].map(_truthy)
+    frame["ok"] = frame["ok"].map(truthy)
     frame["context_len"] = frame[["prompt_len", "context_depth"]].apply(
         lambda r: max(int(r["prompt_len"]), int(r["context_depth"]) + 1), axis=1
     )
@@ -99,7 +99,8 @@ def samples_of(value: Any) -> list[float]:
     return [float(v) for v in value]
 
 
-def _truthy(value: Any) -> bool:
+def truthy(value: Any) -> bool:
+    """A flag cell as a bool: JSON booleans, CSV strings (``"True"``), numbers; missing is False."""
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1", "yes")
     return bool(value) and not (isinstance(value, float) and math.isnan(value))

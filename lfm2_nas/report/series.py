@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from lfm2_nas import cost
-from lfm2_nas.report.results import check_columns, check_layouts, layout_spec, samples_of
+from lfm2_nas.report.results import check_columns, check_layouts, layout_spec, samples_of, truthy
 from lfm2_nas.spec import ModelSpec
 
 #: phase -> (x column, stats prefix of the profiler row)
@@ -65,7 +65,8 @@ def latency_series(frame: pd.DataFrame, phase: str) -> pd.DataFrame:
     """Prefill ms vs prompt length or decode ms/token vs context depth, one line per series.
 
     Columns: panel, series, layout, x, median_ms, p10_ms, p25_ms, p75_ms, p90_ms (percentiles of the
-    pooled raw samples), samples, rows (profiler rows pooled), unstable (any pooled row flagged).
+    pooled raw samples), samples, rows (profiler rows pooled), unstable (a pooled row's samples spread
+    more than the profiler accepts) and busy (a pooled row was measured while other processes used the CPU).
     """
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}: use prefill or decode")
@@ -78,20 +79,22 @@ def latency_series(frame: pd.DataFrame, phase: str) -> pd.DataFrame:
         if samples.size == 0:
             continue
         p10, p25, p50, p75, p90 = np.percentile(samples, [10, 25, 50, 75, 90])
-        unstable = group.get(f"{prefix}_unstable", pd.Series(False, index=group.index)).map(bool).any()
         records.append({
             "panel": panel, "series": series, "layout": group["layout"].iloc[0], "x": int(x),
             "median_ms": p50, "p10_ms": p10, "p25_ms": p25, "p75_ms": p75, "p90_ms": p90,
-            "samples": int(samples.size), "rows": len(group), "unstable": bool(unstable),
+            "samples": int(samples.size), "rows": len(group),
+            "unstable": _any(group, f"{prefix}_unstable"), "busy": _any(group, "busy"),
         })
     out = pd.DataFrame(records, columns=[
         "panel", "series", "layout", "x", "median_ms", "p10_ms", "p25_ms", "p75_ms", "p90_ms",
-        "samples", "rows", "unstable",
+        "samples", "rows", "unstable", "busy",
     ])
     return _in_order(out, frame, "x")
 
 
-MEMORY_PARTS = ("weights", "cache", "activations")
+def _any(group: pd.DataFrame, flag: str) -> bool:
+    """Whether any row of ``group`` has ``flag`` set (False where the results have no such column)."""
+    return bool(group[flag].map(truthy).any()) if flag in group else False
 
 
 def memory_series(frame: pd.DataFrame) -> pd.DataFrame:
