@@ -55,7 +55,7 @@ def test_report_of_a_real_study(tmp_path, capsys, monkeypatch):
     pytest.importorskip("lfm2_nas.search")  # until the search branch is merged next to this one
     import sys
 
-    from search_helpers import AnalyticEvaluator, tiny_config
+    from search_helpers import TINY_TOML, AnalyticEvaluator, tiny_config
 
     from lfm2_nas.cli import main
     from lfm2_nas.report.study import load_study
@@ -70,6 +70,9 @@ def test_report_of_a_real_study(tmp_path, capsys, monkeypatch):
     assert [s["seed"] for s in data.seeds] == ["lfm2-tiny", "lfm2-tiny-all-attn"]
     assert set(data.trials[data.trials["seed"] != ""]["trial"]) == {0, 1}
     assert data.hardware == ("test-hardware",)
+    search_file = tmp_path / "tiny.toml"  # the search file names its storage: the report finds the study
+    search_file.write_text(TINY_TOML.replace('seed = 1', f'seed = 1\nstorage = "{journal}"'))
+    assert load_study(search_file).trials["trial"].tolist() == data.trials["trial"].tolist()
 
     monkeypatch.setattr(sys, "argv", ["lfm2-nas", "report", "study", str(journal), "--out", str(tmp_path / "r")])
     with pytest.raises(SystemExit) as done:

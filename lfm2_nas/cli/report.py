@@ -71,7 +71,8 @@ def layout(
 
 @app.command("study")
 def study(
-    storage: Annotated[str, typer.Argument(help="the study's journal file (experiments/<study>/journal.log) or database URL")],
+    storage: Annotated[str, typer.Argument(
+        help="the study's journal file (experiments/<study>/journal.log), database URL, or its search file (.toml)")],
     out: OutOption,
     name: Annotated[Optional[str], typer.Option("--study", help="study name (default: the only study in STORAGE)")] = None,
 ) -> None:

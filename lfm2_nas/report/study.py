@@ -50,14 +50,22 @@ class StudyData:
 
 
 def load_study(location: str | Path, study: str | None = None) -> StudyData:
-    """Read study ``study`` (default: the only one there) from a journal file or a database URL."""
+    """Read study ``study`` (default: the only one there) from a journal file, a database URL, or the
+    search file (``.toml``) that created it (its storage, by default ``experiments/<study>/journal.log``)."""
     import optuna
 
+    from lfm2_nas.search.config import SearchConfigError, load_config
     from lfm2_nas.search.report import front_objectives, pareto_front, seed_placement, trial_rows
     from lfm2_nas.search.storage import is_url, open_storage
-    from lfm2_nas.search.study import config_of
+    from lfm2_nas.search.study import config_of, default_journal
 
     text = str(location)
+    if text.endswith(".toml"):
+        try:
+            search = load_config(Path(text))
+        except SearchConfigError as err:
+            raise ValueError(f"{err.source}: {'; '.join(err.problems)}") from None
+        text, study = search.study.storage or str(default_journal(search)), study or search.study.name
     if not is_url(text) and not Path(text).is_file():
         raise FileNotFoundError(f"no study journal at {text}: give the journal file (experiments/<study>/journal.log) or a URL")
     storage = open_storage(text)
