@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from lfm2_nas.cli import build, profile, report, sweep, variants
+from lfm2_nas.cli import build, profile, quality, report, sweep, variants
 
 app = typer.Typer(
     name="lfm2-nas",
@@ -22,6 +22,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(variants.app, name="variants")
+app.add_typer(quality.app, name="quality")
 app.command("build")(build.build)
 app.add_typer(profile.app, name="profile")
 app.command("sweep")(sweep.sweep)
