@@ -53,7 +53,8 @@ def _x_axis(ax: Any, xs: Sequence[float], label: str) -> None:
     if positive and max(positive) / min(positive) >= 8:
         ax.set_xscale("symlog" if 0 in values else "log", base=2, **({"linthresh": min(positive)} if 0 in values else {}))
         ax.set_xticks(values)
-        ax.set_xticklabels([f"{int(x)}" for x in values], rotation=0)
+        crowded = len(values) > 5
+        ax.set_xticklabels([f"{int(x)}" for x in values], rotation=45 if crowded else 0, ha="right" if crowded else "center")
         ax.minorticks_off()
     ax.set_xlabel(label)
 
