@@ -56,6 +56,7 @@ class HybridCache:
         # Device-side position for static (graph-captured) decoding.
         self.position = torch.zeros((), dtype=torch.long, device=self.k.device)
         self._key_index = torch.arange(max_len, device=self.k.device)
+        self._static_step: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -93,7 +94,10 @@ class HybridCache:
         """Absolute positions ``(tokens,)`` of the next ``tokens`` tokens; raises if they do not fit."""
         self.check_room(tokens)
         if self.static:
-            return self.position + torch.arange(tokens, device=self.device)
+            index = self.position + torch.arange(tokens, device=self.device)
+            # Computed once per forward, used by every attention layer's update_kv.
+            self._static_step = (index, self._key_index[None, :] <= index[:, None])
+            return index
         return torch.arange(self.seq_len, self.seq_len + tokens, device=self.device)
 
     def advance(self, tokens: int) -> None:
@@ -109,15 +113,15 @@ class HybridCache:
 
         Returns ``(keys, values, mask, causal)`` to attend over: either a prefix view with
         ``causal`` (fresh prefill) or no mask (one token), or an explicit boolean mask
-        ``(T, S)`` (a chunk after earlier tokens, or any step of a static cache).
+        ``(T, S)`` (a chunk after earlier tokens, or any step of a static cache). The model calls
+        :meth:`positions` once per forward before the layers; this uses what it computed.
         """
         slot = self.slot_of[layer]
         tokens = k.shape[2]
         if self.static:
-            index = self.positions(tokens)
+            index, mask = self._static_step  # set by positions(), which the model calls first
             self.k[slot].index_copy_(2, index, k)
             self.v[slot].index_copy_(2, index, v)
-            mask = self._key_index[None, :] <= index[:, None]
             return self.k[slot], self.v[slot], mask, False
         start = self.seq_len
         end = start + tokens

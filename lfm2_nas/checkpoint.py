@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from lfm2_nas.hf_config import CONFIG_NAME, CheckpointError, hf_config_from_spec, read_config, spec_from_hf_config
+from lfm2_nas.hugepages import allocate_parameters
 from lfm2_nas.model import LFM2Model
 
 __all__ = [
@@ -87,15 +88,16 @@ def load_pretrained(
 ) -> LFM2Model:
     """Load an HF-format LFM2 folder into :class:`LFM2Model` (``dtype`` defaults to float32).
 
-    The weights are copied into freshly allocated parameters, so they live in ordinary process
-    memory (not in a memory-mapped file, which reads slower). Missing, unexpected or mis-shaped
+    The weights are copied into freshly allocated parameters, so they live in process memory (in
+    huge pages on a Linux CPU, :mod:`lfm2_nas.hugepages`), not in a memory-mapped file, which reads
+    slower. Missing, unexpected or mis-shaped
     tensors raise :class:`CheckpointError` naming them, before any weight is read.
     """
     folder = Path(path)
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder {folder} does not exist")
     spec = read_config(folder)
-    model = LFM2Model(spec, dtype=dtype or torch.float32, device=device)
+    model = allocate_parameters(LFM2Model(spec, dtype=dtype or torch.float32, device="meta"), device)
     expected = model.state_dict()
     with ExitStack() as stack:
         stored = _open_weights(weight_files(folder), stack)

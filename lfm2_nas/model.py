@@ -3,10 +3,11 @@
 Parameter names equal the reference checkpoint's (``model.layers.{i}.conv.in_proj.weight`` ...), so
 loading HF weights is a key lookup. Reference: transformers ``models/lfm2/modeling_lfm2.py``.
 
-On CPU, inference-mode projections go through oneDNN's linear kernel
+On CPU, inference-mode projections with large fp32 weights go through oneDNN's linear kernel
 (``torch.ops.mkldnn._linear_pointwise``, the op inductor itself emits for CPU linears): for the
 matrix-vector products of decode it reads weights markedly faster than ``F.linear``'s MKL GEMM and
-uses both cores (see ``benchmarks/decode_speed.py``). Training and other devices use ``F.linear``.
+it is faster at prefill's row counts too (``benchmarks/linear_kernels.py``). Small weights,
+training and other devices use ``F.linear``.
 """
 
 from __future__ import annotations
@@ -16,19 +17,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from lfm2_nas.cache import HybridCache
+from lfm2_nas.hugepages import allocate_parameters
 from lfm2_nas.spec import ATTENTION, ModelSpec
 
 _INIT_STD = 0.02  # the reference's initializer_range
 
 
 _ONEDNN = torch.backends.mkldnn.is_available()
+# Below this many weight elements (1 MiB in fp32) oneDNN's per-call cost (a parallel region on
+# every call) outweighs its faster streaming and F.linear wins: proxy-sized models stay on MKL.
+ONEDNN_MIN_WEIGHT_NUMEL = 1 << 18
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x W^T (+ b)``: oneDNN on CPU when no gradient is needed, ``F.linear`` otherwise."""
+    """``x W^T (+ b)``: oneDNN for large fp32 weights on CPU when no gradient is needed,
+    ``F.linear`` otherwise (see ``benchmarks/linear_kernels.py``)."""
     if (
         _ONEDNN
         and x.device.type == "cpu"
+        and weight.numel() >= ONEDNN_MIN_WEIGHT_NUMEL
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
         and weight.is_contiguous()
         and x.dtype == weight.dtype == torch.float32  # bf16 needs CPU support oneDNN may lack
@@ -58,8 +65,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        # rms_norm is one fused kernel on CUDA (fewer launches per decode step); same math as the reference.
+        h = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
         return self.weight * h.to(x.dtype)
 
 
@@ -281,6 +288,7 @@ def build_model(
     device: torch.device | str | None = None,
     seed: int = 0,
 ) -> LFM2Model:
-    """A randomly initialised model for ``spec``, allocated directly at ``dtype`` on ``device``."""
-    model = LFM2Model(spec, dtype=dtype or torch.float32, device=device)
+    """A randomly initialised model for ``spec`` at ``dtype`` on ``device`` (weights in huge pages on
+    a Linux CPU, see :mod:`lfm2_nas.hugepages`)."""
+    model = allocate_parameters(LFM2Model(spec, dtype=dtype or torch.float32, device="meta"), device)
     return init_weights(model, seed).eval()

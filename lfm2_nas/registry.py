@@ -2,7 +2,8 @@
 
 Sources: the LiquidAI/LFM2-{350M,700M,1.2B,2.6B} ``config.json`` files as summarised in
 ``shared/reference/lfm2.md`` section 2; building each in transformers gives exactly the official
-parameter count (checked in ``tests/test_registry.py`` through the cost model and the built model).
+parameter count. ``tests/test_registry.py`` checks the counts through the cost model and
+``tests/test_cost.py`` through the built model (on the meta device, so nothing is allocated).
 """
 
 from __future__ import annotations

@@ -105,3 +105,21 @@ def test_parity_check_detects_a_wrong_model(mutate):
     _, model, _, prompt = _case(HYBRID_SEED)
     with torch.inference_mode():
         assert max_diff(model(prompt), reference_of(mutate(model))(prompt, use_cache=False).logits) > 1e-2
+
+
+@pytest.mark.parametrize("seed", [0, 5, 10, 15])
+def test_onednn_projections_match_reference(seed, monkeypatch):
+    """Layouts of real size send their projections through oneDNN; force that path on tiny ones."""
+    import lfm2_nas.model
+
+    monkeypatch.setattr(lfm2_nas.model, "ONEDNN_MIN_WEIGHT_NUMEL", 0)
+    spec, model, reference, prompt = _case(seed)
+    cache = model.new_cache(prompt.shape[0], prompt.shape[1] + 4)
+    with torch.inference_mode():
+        assert max_diff(model(prompt), reference(prompt, use_cache=False).logits) <= TOLERANCE
+        ours = prefill(model, prompt, cache)
+        for _ in range(4):
+            token = ours.argmax(-1, keepdim=True)
+            prompt = torch.cat((prompt, token), dim=1)
+            ours = decode_step(model, token, cache)
+            assert max_diff(ours, reference(prompt, use_cache=False).logits[:, -1]) <= TOLERANCE
