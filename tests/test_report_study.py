@@ -2,7 +2,8 @@ import pandas as pd
 import pytest
 
 from lfm2_nas.report.hypervolume import hypervolume
-from lfm2_nas.report.study import StudyData, hypervolume_history, pareto_points
+from lfm2_nas.registry import get_spec
+from lfm2_nas.report.study import StudyData, front_layouts, hypervolume_history, pareto_points
 
 
 def _study(quality_direction="maximize"):
@@ -19,7 +20,9 @@ def _study(quality_direction="maximize"):
         "trial": t, "seed": s, "pattern": "CA", "params": 1000, "quality": q, "decode_ms": d, "prefill_ms": d,
         "peak_bytes": 2**20 * (t + 1), "status": st, "feasible": f, "on_front": st == "measured" and t != 3,
     } for t, s, q, d, st, f in rows])
-    return StudyData("s", (("quality", quality_direction), ("decode_ms", "minimize")), frame, (), ("hw",), "2026-01-02")
+    specs = {t: get_spec("lfm2-tiny") for t in range(6)}
+    return StudyData("s", (("quality", quality_direction), ("decode_ms", "minimize")), frame, (), ("hw",), "2026-01-02",
+                     specs)
 
 
 def test_pareto_points_keep_measured_trials_and_find_the_plotted_front():
@@ -37,6 +40,11 @@ def test_pareto_points_follow_the_quality_direction():
 def test_pareto_points_reject_unknown_columns():
     with pytest.raises(ValueError, match="unknown column 'latency'"):
         pareto_points(_study(), x="latency")
+
+
+def test_front_layouts_are_the_seeds_then_the_best_front_trials():
+    labels = [label for label, _ in front_layouts(_study(), most=1)]
+    assert labels == ["trial 0 (lfm2-x)", "trial 1 (lfm2-x-all-attn)", "trial 2 (front)"]
 
 
 def test_hypervolume_history_grows_with_feasible_trials_only():

@@ -35,7 +35,7 @@ from lfm2_nas.report.series import (
     with_panels,
 )
 from lfm2_nas.report.study import LABELS as STUDY_LABELS
-from lfm2_nas.report.study import REFERENCE, StudyData, hypervolume_history, pareto_points
+from lfm2_nas.report.study import REFERENCE, StudyData, front_layouts, hypervolume_history, pareto_points
 from lfm2_nas.spec import ModelSpec
 
 FIGURE_FORMATS = ("png", "svg")
@@ -318,6 +318,11 @@ def _study_report(data: StudyData, out: Path, latency: Sequence[str]) -> Written
                        f"reference point {REFERENCE} on each ({scaling}).")
     report.figure(fig, "hypervolume", "hypervolume history")
     report.table(history, "hypervolume", {"hypervolume": md.number})
+
+    layouts = front_layouts(data)
+    if layouts:
+        report.doc.section("Layouts", "The seeded layouts and the Pareto-front trials with the best quality.")
+        report.figure(_strips(layouts, "float32"), "layouts", "front layouts")
     return report.finish()
 
 

@@ -8,13 +8,14 @@ with the search about which trials are on the front. Nothing is re-measured.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from lfm2_nas.report.hypervolume import hypervolume, non_dominated
+from lfm2_nas.spec import ModelSpec
 
 #: Plot labels of the trial-row measurements.
 LABELS = {
@@ -38,6 +39,7 @@ class StudyData:
     seeds: tuple[dict[str, Any], ...]
     hardware: tuple[str, ...]
     dates: str
+    specs: dict[int, ModelSpec] = field(default_factory=dict)
 
     @property
     def quality_metric(self) -> str:
@@ -100,7 +102,20 @@ def load_study(location: str | Path, study: str | None = None) -> StudyData:
         seeds=tuple(seed_placement(rows, front, objectives)),
         hardware=tuple(dict.fromkeys(hardware)),
         dates=dates,
+        specs={t.number: ModelSpec.from_dict(t.user_attrs["spec"]) for t in trials if "spec" in t.user_attrs},
     )
+
+
+def front_layouts(data: StudyData, most: int = 6) -> list[tuple[str, ModelSpec]]:
+    """The seeded layouts and up to ``most`` Pareto-front trials (best quality first), labelled."""
+    rows = data.trials
+    seeded = rows[rows["seed"].fillna("") != ""].drop_duplicates("seed")
+    direction = dict(data.objectives).get("quality", "maximize")
+    front = rows[rows["on_front"] & (rows["seed"].fillna("") == "")]
+    front = front.sort_values("quality", ascending=direction != "maximize").head(most)
+    picked = [(f"trial {int(r.trial)} ({r.seed})", int(r.trial)) for r in seeded.itertuples()]
+    picked += [(f"trial {int(r.trial)} (front)", int(r.trial)) for r in front.itertuples()]
+    return [(label, data.specs[number]) for label, number in picked if number in data.specs]
 
 
 def _finite(value: Any) -> bool:
