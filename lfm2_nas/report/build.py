@@ -347,11 +347,13 @@ def _strips(specs: Sequence[tuple[str, ModelSpec]], dtype: str) -> Any:
     """A figure with one layout strip per spec, stacked."""
     from matplotlib.figure import Figure
 
-    width = max(6.0, 0.32 * max(spec.num_layers for _, spec in specs) + 2)
-    fig = Figure(figsize=(width, 1.9 * len(specs) + 0.8), layout="constrained")
+    width = max(7.5, 0.32 * max(spec.num_layers for _, spec in specs) + 2)
+    fig = Figure(figsize=(width, 2.1 * len(specs) + 0.6), layout="constrained")
     axes = fig.subplots(len(specs), 1, squeeze=False)
-    for ax, (name, spec) in zip(axes[:, 0], specs):
+    for i, (ax, (name, spec)) in enumerate(zip(axes[:, 0], specs)):
         plots.plot_layout_strip(layout_strip(spec, dtype), ax=ax, title=layout_caption(name, spec, dtype))
+        if i < len(specs) - 1:
+            ax.set_xlabel("")
     plots.strip_legend(fig)
     return fig
 

@@ -48,11 +48,11 @@ def layout_strip(spec: ModelSpec, dtype: str = "float32") -> pd.DataFrame:
 
 
 def layout_caption(name: str, spec: ModelSpec, dtype: str = "float32") -> str:
-    """One line of widths and totals under a strip's title."""
+    """Two lines under a strip's title: size and widths, then the operator mix and cache bytes."""
     summary = cost.summarize(spec, dtype)
     return (
         f"{name}: {format_count(summary.params)} params, hidden {spec.hidden_size}, FFN {spec.ffn_dim}, "
-        f"{spec.num_heads} heads / {spec.num_kv_heads} KV (head_dim {spec.head_dim}), conv kernel {spec.conv_kernel}; "
+        f"{spec.num_heads} heads / {spec.num_kv_heads} KV (head_dim {spec.head_dim}), conv kernel {spec.conv_kernel}\n"
         f"{spec.num_conv_layers} conv + {spec.num_attention_layers} attention; KV {format_bytes(summary.kv_bytes_per_token)}"
         f"/token, conv state {format_bytes(summary.conv_state_bytes)} ({summary.dtype})"
     )

@@ -88,6 +88,7 @@ class Document:
     parts: list[str] = field(default_factory=list)
 
     def section(self, heading: str, text: str = "") -> None:
+        text = text.replace("\n", " ")
         self.parts.append(f"## {heading}\n" + (f"\n{text}\n" if text else ""))
 
     def image(self, path: str, alt: str) -> None:
