@@ -42,3 +42,15 @@ def test_tiny_first_and_unknown_name_lists_known():
 def test_overrides():
     spec = get_spec("lfm2-350m", pattern="CCAA" * 4, num_kv_heads=4)
     assert spec.pattern == "CCAA" * 4 and spec.num_kv_heads == 4 and spec.hidden_size == 1024
+
+
+@pytest.mark.parametrize("name", sorted(OFFICIAL_PARAMS))
+def test_dense_baselines_match_parameters_at_same_depth_and_widths(name):
+    base, dense = get_spec(name), get_spec(f"{name}-dense")
+    assert set(dense.layer_types) == {"full_attention"}
+    assert (dense.num_layers, dense.hidden_size, dense.num_heads, dense.num_kv_heads) == (
+        base.num_layers, base.hidden_size, base.num_heads, base.num_kv_heads)
+    assert dense.ffn_dim > base.ffn_dim and dense.ffn_dim % base.multiple_of == 0
+    assert abs(cost.param_count(dense) / OFFICIAL_PARAMS[name] - 1) < 0.02
+    # the plain all-attention baseline is NOT parameter-matched: it is what the dense one corrects
+    assert cost.param_count(get_spec(f"{name}-all-attn")) < 0.98 * OFFICIAL_PARAMS[name]

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from lfm2_nas.cli import build, profile, quality, search, sweep, variants
+from lfm2_nas.cli import build, profile, quality, report, search, sweep, variants
 
 app = typer.Typer(
     name="lfm2-nas",
@@ -27,6 +27,7 @@ app.add_typer(search.app, name="search")
 app.command("build")(build.build)
 app.add_typer(profile.app, name="profile")
 app.command("sweep")(sweep.sweep)
+app.add_typer(report.app, name="report")
 
 USER_ERRORS = (ValueError, LookupError, OSError)
 
