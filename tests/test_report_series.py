@@ -127,6 +127,18 @@ def test_speedup_measured_and_predicted_from_the_cost_model():
         speedup_series(frame, "nope", "lfm2-350m")
 
 
+def test_speedup_flags_ratios_resting_on_a_flagged_measurement():
+    frame = results_frame([
+        row("lfm2-350m", 128, 4096, prefill=[100.0], decode=[10.0]),
+        row("lfm2-350m-dense", 128, 4096, prefill=[150.0], decode=[15.0], busy=True),
+        row("lfm2-350m", 256, 512, prefill=[100.0], decode=[10.0], decode_ms_unstable=True),
+        row("lfm2-350m-dense", 256, 512, prefill=[150.0], decode=[15.0]),
+    ])
+    table = speedup_series(frame, "lfm2-350m-dense", "lfm2-350m").set_index(["phase", "x"])["flagged"]
+    assert table[("decode", 4096)] and table[("prefill", 128)]          # busy baseline row: both phases
+    assert table[("decode", 512)] and not table[("prefill", 256)]       # unstable decode only
+
+
 def test_results_frame_rejects_empty_and_foreign_tables():
     with pytest.raises(ResultsError, match="no result rows"):
         results_frame([])

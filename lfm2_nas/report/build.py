@@ -256,7 +256,8 @@ def _speedup_section(report: _Builder, frame: pd.DataFrame, pairs: list[tuple[st
                                title=f"{prefix}{phase} speedup")
     report.doc.section("Speedup", "speedup = baseline median / layout median. Cost model: the ratio of bytes a decode "
                        "step must read (weights + K/V at that depth + conv state; bandwidth-bound) and of prefill "
-                       "FLOPs (matmuls + attention over the prompt; compute-bound).")
+                       "FLOPs (matmuls + attention over the prompt; compute-bound). Hollow markers (`flagged`): "
+                       "the ratio rests on a measurement flagged unstable or busy.")
     report.figure(fig, "speedup", "speedup")
     report.table(speedups, "speedup", SPEEDUP_FORMATS, "tokens")
     beyond = pd.concat([extrapolation(frame, base, layout) for base, layout in pairs], ignore_index=True)

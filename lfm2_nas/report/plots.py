@@ -154,13 +154,17 @@ def plot_roofline(series: pd.DataFrame, metric: str, phase: str, ax: Any = None,
 
 def plot_speedup(series: pd.DataFrame, phase: str, ax: Any = None, title: str = "", claim: float = 2.0) -> Any:
     """Measured speedup (solid) and the cost model's predicted speedup (dashed) of each
-    (layout vs baseline) pair; reference lines at 1x (parity) and at the claimed factor."""
+    (layout vs baseline) pair; reference lines at 1x (parity) and at the claimed factor. Hollow
+    markers: a ratio resting on a measurement the profiler flagged unstable or busy."""
     ax = _axis(ax)
     rows = series[series["phase"] == phase].copy()
     rows["pair"] = rows["layout"] + " vs " + rows["baseline"]
     palette = colours(rows["pair"])
     for pair, line in _lines(rows, "pair"):
         ax.plot(line["x"], line["speedup"], marker="o", ms=4, color=palette[pair], label=f"{pair} (measured)")
+        flagged = line[line["flagged"]]
+        if not flagged.empty:
+            ax.scatter(flagged["x"], flagged["speedup"], s=60, facecolors="white", edgecolors=palette[pair], zorder=3)
         ax.plot(line["x"], line["predicted"], linestyle="--", color=palette[pair],
                 label=f"cost model ({line['predicted_from'].iloc[0]} ratio)")
     ax.axhline(1.0, color="0.3", linewidth=1)

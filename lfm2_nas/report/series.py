@@ -171,7 +171,8 @@ def speedup_series(frame: pd.DataFrame, baseline: str, layout: str) -> pd.DataFr
     (decode). ``predicted`` is the cost model's ratio under the phase's bound: bytes a decode step
     must read (bandwidth-bound: weights + K/V at that depth + conv state) and prefill FLOPs
     (compute-bound: matmuls + attention over the prompt). ``kv_bytes`` and ``attention_flops_share``
-    are each layout's terms behind that prediction.
+    are each layout's terms behind that prediction. ``flagged``: either side's latency point was
+    flagged unstable or busy by the profiler (the ratio is then as doubtful as that measurement).
     """
     check_layouts(frame, (baseline, layout))
     specs = {name: layout_spec(frame, name) for name in (baseline, layout)}
@@ -181,12 +182,14 @@ def speedup_series(frame: pd.DataFrame, baseline: str, layout: str) -> pd.DataFr
         pivot = lat.pivot_table(index="x", columns="layout", values="median_ms")
         if baseline not in pivot or layout not in pivot:
             continue
+        flagged = {(int(r.x), r.layout) for r in lat.itertuples() if r.unstable or r.busy}
         for x, row in pivot.dropna().iterrows():
             base_work, own_work, terms = _work(phase, specs[baseline], specs[layout], int(x))
             records.append({
                 "phase": phase, "baseline": baseline, "layout": layout, "x": int(x),
                 "baseline_ms": row[baseline], "layout_ms": row[layout], "speedup": row[baseline] / row[layout],
                 "predicted": base_work / own_work, "predicted_from": "read bytes" if phase == "decode" else "FLOPs",
+                "flagged": (int(x), baseline) in flagged or (int(x), layout) in flagged,
                 **terms,
             })
     return pd.DataFrame(records)
