@@ -126,3 +126,22 @@ def test_a_stored_profile_is_reused_without_taking_the_cpu_lock(tmp_path, hardwa
         assert measurer.latency(spec) == first  # served from the profiler's store, no waiting
     finally:
         os.close(holder)
+
+
+def test_a_measurement_on_a_busy_machine_is_retried_then_failed_with_the_reason(tmp_path, hardware, monkeypatch):
+    import lfm2_nas.profiler as profiler_pkg
+    from lfm2_nas.profiler.result import ProfileResult
+    from lfm2_nas.registry import get_spec
+    from lfm2_nas.search.config import parse_config
+    from lfm2_nas.search.evaluate import BUSY_RETRIES, Measurer
+
+    calls = []
+    real = profiler_pkg.profile_layout
+    with monkeypatch.context() as m:
+        m.setattr(profiler_pkg, "profile_layout", lambda *a, **k: calls.append(k) or real(*a, **k))
+        m.setattr(ProfileResult, "busy", property(lambda self: True))  # as if another process ran each time
+        result = Measurer(parse_config(SEARCH), tmp_path / "study").latency(get_spec("lfm2-tiny"))
+    assert not result.ok and result.reason.startswith("machine busy while measuring")
+    assert len(calls) == 1 + BUSY_RETRIES and all(k.get("retry_failed") for k in calls[1:])
+    # on a quiet machine the first measurement is kept
+    assert Measurer(parse_config(SEARCH), tmp_path / "study").latency(get_spec("lfm2-tiny-all-attn")).ok

@@ -29,6 +29,9 @@ from lfm2_nas.spec import ModelSpec
 
 #: ``[target.profiler]`` keys that set the profiler's timing loop; the others are passed as they are.
 TIMING_KEYS = ("warmup", "min_count", "min_duration_s")
+#: Measurements repeated when the profiler flags one busy (other processes used the CPU meanwhile)
+#: before the trial fails with that reason.
+BUSY_RETRIES = 2
 
 
 def _scalar_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -86,8 +89,16 @@ class Measurer:
         lock = contextlib.nullcontext() if self._profiled(spec) else cpu_lock(self.config.study.cpu_lock, exclusive=True)
         with lock:
             result = profile_layout(spec, self.workload, self.profile, **self.profiler_options)
+            for _ in range(BUSY_RETRIES):  # a figure measured while other processes ran is not kept
+                if not (result.ok and result.busy):
+                    break
+                result = profile_layout(spec, self.workload, self.profile, retry_failed=True, **self.profiler_options)
         if not result.ok:
             return LatencyResult(ok=False, reason=result.reason or "unknown profiler failure")
+        if result.busy:
+            other = result.environment.get("other_cpu_cores", 0.0)
+            return LatencyResult(ok=False, reason=f"machine busy while measuring: other processes used {other:.2f} "
+                                                  f"CPU cores in each of {1 + BUSY_RETRIES} attempts")
         return LatencyResult(
             ok=True,
             prefill_ms=result.prefill_ms.median,
