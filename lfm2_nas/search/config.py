@@ -14,7 +14,7 @@ Sections (see ``lfm2_nas/search/default.toml`` and ``experiments/*.toml`` for co
                  head_dim, kv_heads, ffn_rule, ffn_ratio, conv_kernel, vocab_size
     [target]     device, dtype, threads, prompt_len, context_depth, batch, [target.profiler] options
     [budget]     params ("350M ± 10%"), peak_memory ("4 GiB"), decode_ms, prefill_ms, screen_margin
-    [quality]    tier (analytic | synthetic | text), budget, seed, [quality.options]
+    [quality]    tier (analytic | synthetic | text, default text), budget, seed, [quality.options]
     [screening]  predictor (a saved latency-predictor JSON), min_rows (fit one from this study's
                  own measurements once it has that many)
 """
@@ -102,7 +102,7 @@ class BudgetSection:
 
 @dataclass(frozen=True)
 class QualitySection:
-    tier: str = "synthetic"
+    tier: str = "text"
     budget: float = 1.0
     seed: int = 0
     options: dict[str, Any] = field(default_factory=dict)
@@ -528,7 +528,7 @@ _ANALYTIC_OPTIONS = ("device", "cache_dir", "progress")
 
 
 def _read_quality(r: _Reader) -> QualitySection:
-    tier = r.choice("quality", "tier", "synthetic", QUALITY_TIERS)
+    tier = r.choice("quality", "tier", "text", QUALITY_TIERS)
     options = r.table("quality", "options")
     for key, value in options.items():
         if key not in QUALITY_OPTIONS:
