@@ -42,6 +42,8 @@ def test_the_fixed_panel_is_diverse_and_resolvable():
     assert {s.num_layers for s in specs} >= {8, 16, 30}
     items = plan(PANEL, 1.0, 4.0)
     assert [i.column for i in items[:: len(PANEL)]] == ["analytic", "text@1x", "synthetic@1x", "text@4x"]
+    one_budget = plan(PANEL, 0.1, None, synthetic=False)
+    assert [i.column for i in one_budget[:: len(PANEL)]] == ["analytic", "text@0.1x"]
 
 
 def test_store_skips_a_torn_line_and_keeps_the_next_record_whole(tmp_path):
@@ -83,3 +85,21 @@ def test_validation_runs_resumes_from_cache_and_stops_at_a_limit(tmp_path):
     assert list(table.index) == list(TINY_PANEL) and {"text@0.5x", "text@2x", "text@2x s"} <= set(table.columns)
     correlations = rank_correlations(rows)
     assert set(zip(correlations.a, correlations.b)) == {("analytic", "text@0.5x"), ("analytic", "text@2x"), ("text@0.5x", "text@2x")}
+
+
+def test_the_default_corpus_left_out_or_named_is_one_cache_key(tmp_path, monkeypatch):
+    import lfm2_nas.quality.validate as validate
+
+    corpora = []
+    fake = QualityResult(1.5, "val_bits_per_byte", False, 10, 0.1, 0)
+    monkeypatch.setattr(validate, "evaluate", lambda spec, tier, budget, seed, progress, **options:
+                        corpora.append(options["corpus"]) or fake if tier == "text" else fake)
+    store = ResultStore(tmp_path / "results.jsonl")
+    panel = dict(list(TINY_PANEL.items())[:3])
+    named = {"text": {"corpus": load_corpus(None)}}
+    run_validation(store, panel, budget=0.5, synthetic=False, options=named, progress=False)
+    assert len(corpora) == 6 and all(c.name == "sotu" for c in corpora)
+    seen = []
+    run_validation(store, panel, budget=0.5, synthetic=False, progress=False,
+                   on_result=lambda item, result, cached: seen.append(cached))
+    assert seen[3:] == [True] * 6 and len(corpora) == 6  # the same text evaluations: nothing trained again

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 from scipy import stats
 
+from lfm2_nas.quality.corpus import load_corpus
 from lfm2_nas.quality.evaluate import evaluate
 from lfm2_nas.quality.result import QualityResult
 from lfm2_nas.quality.store import ResultStore, result_key
@@ -58,10 +59,14 @@ class Planned:
         return self.tier if self.tier == "analytic" else f"{self.tier}@{self.budget:g}x"
 
 
-def plan(panel: dict[str, str], budget: float, factor: float, synthetic: bool = True) -> list[Planned]:
-    """The evaluations in run order: cheap ones first, so partial results are useful early."""
-    runs = [(t, b) for t, b in (("analytic", budget), ("text", budget), ("synthetic", budget), ("text", budget * factor))
-            if synthetic or t != "synthetic"]
+def plan(panel: dict[str, str], budget: float, factor: float | None, synthetic: bool = True) -> list[Planned]:
+    """The evaluations in run order: cheap ones first, so partial results are useful early. Without a
+    ``factor``, the text tier runs at ``budget`` only (e.g. more seeds of one budget)."""
+    runs = [("analytic", budget), ("text", budget)]
+    if synthetic:
+        runs.append(("synthetic", budget))
+    if factor is not None:
+        runs.append(("text", budget * factor))
     return [Planned(name, tier, b) for tier, b in runs for name in panel]
 
 
@@ -69,7 +74,7 @@ def run_validation(
     store: ResultStore,
     panel: dict[str, str] | None = None,
     budget: float = 1.0,
-    factor: float = 4.0,
+    factor: float | None = 4.0,
     seed: int = 0,
     synthetic: bool = True,
     options: dict[str, dict[str, Any]] | None = None,
@@ -79,13 +84,17 @@ def run_validation(
 ) -> pd.DataFrame:
     """Evaluate the panel (cached evaluations are reused) and return one row per evaluation.
 
-    ``options[tier]`` goes to that tier's evaluation (e.g. ``{"text": {"corpus": path}}``) and is part
-    of the cache key. ``on_result(planned, result, cached)`` is called after each evaluation. With
+    ``options[tier]`` goes to that tier's evaluation (e.g. ``{"text": {"corpus": load_corpus(paths)}}``)
+    and is part of the cache key; without a corpus the text tier is given the default one, loaded
+    here once, so that leaving it out and naming it share one key. ``on_result(planned, result, cached)`` is called after each evaluation. With
     ``limit``, stop before the evaluation that would exceed ``limit`` new (uncached) ones: the rows
     returned then cover only part of the plan, and a later call resumes.
     """
     panel = panel or PANEL
-    options = options or {}
+    options = {tier: dict(tier_options) for tier, tier_options in (options or {}).items()}
+    text_options = options.setdefault("text", {})
+    if text_options.get("corpus") is None:
+        text_options["corpus"] = load_corpus(None)
     specs = {name: resolve_spec(text) for name, text in panel.items()}
     rows = []
     new = 0
@@ -119,7 +128,7 @@ def _key_options(tier: str, options: dict[str, Any]) -> dict[str, Any]:
         from lfm2_nas.quality.text import TextConfig
         from lfm2_nas.quality.tokenizer import DEFAULT_TOKENIZER
 
-        defaults = {"config": TextConfig(), "tokenizer": DEFAULT_TOKENIZER, "corpus": None}
+        defaults = {"config": TextConfig(), "tokenizer": DEFAULT_TOKENIZER}
     else:
         from lfm2_nas.quality.synthetic import SyntheticConfig
 
