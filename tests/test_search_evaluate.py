@@ -135,13 +135,21 @@ def test_a_measurement_on_a_busy_machine_is_retried_then_failed_with_the_reason(
     from lfm2_nas.search.config import parse_config
     from lfm2_nas.search.evaluate import BUSY_RETRIES, Measurer
 
-    calls = []
+    calls, measured = [], []
     real = profiler_pkg.profile_layout
+
+    def profile_layout(*args, **kwargs):
+        calls.append(kwargs)
+        result = real(*args, **kwargs)
+        measured.append(not result.cached)
+        return result
+
     with monkeypatch.context() as m:
-        m.setattr(profiler_pkg, "profile_layout", lambda *a, **k: calls.append(k) or real(*a, **k))
+        m.setattr(profiler_pkg, "profile_layout", profile_layout)
         m.setattr(ProfileResult, "busy", property(lambda self: True))  # as if another process ran each time
         result = Measurer(parse_config(SEARCH), tmp_path / "study").latency(get_spec("lfm2-tiny"))
     assert not result.ok and result.reason.startswith("machine busy while measuring")
     assert len(calls) == 1 + BUSY_RETRIES and all(k.get("retry_failed") for k in calls[1:])
+    assert measured == [True] * (1 + BUSY_RETRIES)  # each retry measured again, not the stored busy row
     # on a quiet machine the first measurement is kept
     assert Measurer(parse_config(SEARCH), tmp_path / "study").latency(get_spec("lfm2-tiny-all-attn")).ok

@@ -97,8 +97,8 @@ class Measurer:
             return LatencyResult(ok=False, reason=result.reason or "unknown profiler failure")
         if result.busy:
             other = result.environment.get("other_cpu_cores", 0.0)
-            return LatencyResult(ok=False, reason=f"machine busy while measuring: other processes used {other:.2f} "
-                                                  f"CPU cores in each of {1 + BUSY_RETRIES} attempts")
+            return LatencyResult(ok=False, reason=f"machine busy while measuring, in all {1 + BUSY_RETRIES} attempts "
+                                                  f"(other processes used {other:.2f} CPU cores in the last)")
         return LatencyResult(
             ok=True,
             prefill_ms=result.prefill_ms.median,
