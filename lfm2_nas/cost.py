@@ -162,6 +162,14 @@ def decode_flops(spec: ModelSpec, context: int, batch: int = 1) -> int:
     return batch * per_seq
 
 
+def attention_flops_share(spec: ModelSpec, tokens: int, decode: bool) -> float:
+    """Fraction of a phase's FLOPs spent in attention scores and weighted sums: of a decode step with
+    ``tokens`` cached (``decode``), or of prefilling ``tokens`` tokens."""
+    if decode:
+        return (tokens + 1) * attention_flops_per_position(spec) / decode_flops(spec, tokens)
+    return tokens * (tokens + 1) // 2 * attention_flops_per_position(spec) / prefill_flops(spec, tokens)
+
+
 def decode_read_bytes(spec: ModelSpec, context: int, batch: int = 1, dtype: object = "float32") -> int:
     """Bytes one decode step must read from memory at least: every weight once (an untied input
     embedding only reads B rows), the K/V of ``context`` cached tokens and the conv state.

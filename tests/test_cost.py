@@ -111,3 +111,13 @@ def test_dtype_names(dtype, size):
 def test_unknown_dtype_is_refused():
     with pytest.raises(ValueError, match="unknown dtype"):
         cost.dtype_bytes("int4")
+
+
+def test_attention_flops_share_is_zero_without_attention_and_grows_with_length():
+    conv, hybrid = get_spec("lfm2-350m").replace(pattern="C" * 16), get_spec("lfm2-350m")
+    assert cost.attention_flops_share(conv, 4096, decode=True) == 0 == cost.attention_flops_share(conv, 4096, decode=False)
+    for decode in (True, False):
+        shares = [cost.attention_flops_share(hybrid, n, decode) for n in (128, 4096, 65536)]
+        assert 0 < shares[0] < shares[1] < shares[2] < 1
+    # a prefill of n tokens averages n/2 keys per query, a decode step at depth n attends to n + 1
+    assert cost.attention_flops_share(hybrid, 4096, decode=False) < cost.attention_flops_share(hybrid, 4096, decode=True)

@@ -3,25 +3,19 @@ baselines, what one decode step must read (weights vs K/V at a depth) and what a
 (matmuls vs attention scores), at fp32 and batch 1. The predicted speedups and the lengths at which
 they would reach 2x are in the report (``report/speedup.csv``, ``report/extrapolation.csv``).
 
-    PYTHONPATH=$PWD python experiments/lfm2-vs-attention/cost_terms.py > experiments/lfm2-vs-attention/cost_terms.md
+    PYTHONPATH=$PWD python experiments/lfm2-vs-attention/cost_terms.py   # the table in README.md
 """
 
 from __future__ import annotations
 
 from lfm2_nas import cost
 from lfm2_nas.registry import get_spec
-from lfm2_nas.spec import ModelSpec
 from lfm2_nas.units import format_bytes
 
 SIZES = ("lfm2-350m", "lfm2-700m", "lfm2-1.2b", "lfm2-2.6b")
 SUFFIXES = ("", "-all-attn", "-dense")
 DEPTHS = (4096, 16384)
 PROMPT = 1024
-
-
-def _attention_share_prefill(spec: ModelSpec, tokens: int) -> float:
-    pairs = tokens * (tokens + 1) // 2
-    return pairs * cost.attention_flops_per_position(spec) / cost.prefill_flops(spec, tokens)
 
 
 def main() -> None:
@@ -36,7 +30,7 @@ def main() -> None:
             for depth in DEPTHS:
                 read = cost.decode_read_bytes(spec, depth)
                 cells.append(f"{format_bytes(read)}: {cost.kv_cache_bytes(spec, depth) / read:.0%}")
-            cells += [f"{cost.prefill_flops(spec, PROMPT) / 1e9:,.0f}", f"{_attention_share_prefill(spec, PROMPT):.1%}"]
+            cells += [f"{cost.prefill_flops(spec, PROMPT) / 1e9:,.0f}", f"{cost.attention_flops_share(spec, PROMPT, decode=False):.1%}"]
             print("| " + " | ".join(cells) + " |")
 
 

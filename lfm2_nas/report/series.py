@@ -244,17 +244,10 @@ def _work(phase: str, base: ModelSpec, own: ModelSpec, x: int) -> tuple[float, f
     terms: dict[str, float] = {}
     for who, spec in (("baseline", base), ("layout", own)):
         terms[f"{who}_kv_bytes"] = cost.kv_cache_bytes(spec, x)
-        terms[f"{who}_attention_flops_share"] = _attention_share(spec, x, decode)
+        terms[f"{who}_attention_flops_share"] = cost.attention_flops_share(spec, x, decode)
     if decode:
         return cost.decode_read_bytes(base, x), cost.decode_read_bytes(own, x), terms
     return cost.prefill_flops(base, x), cost.prefill_flops(own, x), terms
-
-
-def _attention_share(spec: ModelSpec, x: int, decode: bool) -> float:
-    """Fraction of the phase's FLOPs spent in attention scores and weighted sums."""
-    if decode:
-        return (x + 1) * cost.attention_flops_per_position(spec) / cost.decode_flops(spec, x)
-    return x * (x + 1) // 2 * cost.attention_flops_per_position(spec) / cost.prefill_flops(spec, x)
 
 
 def layouts_table(frame: pd.DataFrame) -> pd.DataFrame:
