@@ -1,6 +1,7 @@
 """Analytic cost model of a layout: parameters, bytes and FLOPs. Pure functions, no torch.
 
-Notation (per ``shared/reference/lfm2.md`` section 3): h hidden, d head_dim, nh / nkv heads,
+The blocks and caches counted are those of transformers' ``models/lfm2/modeling_lfm2.py``
+(``Lfm2Attention``'s K/V, ``Lfm2ShortConv``'s conv state). Notation: h hidden, d head_dim, nh / nkv heads,
 K conv kernel, F FFN width, V vocab, b bytes per element, B batch. Every figure here is tested
 against the built model (parameters, cache allocation) in ``tests/test_cost.py``.
 """

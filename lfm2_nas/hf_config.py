@@ -18,7 +18,7 @@ from lfm2_nas.cost import canonical_dtype
 from lfm2_nas.spec import ATTENTION, CONV, ModelSpec
 
 CONFIG_NAME = "config.json"
-# LFM2's tokenizer ids (shared/reference/lfm2.md section 2); written so the folder is complete.
+# LFM2's tokenizer ids (the LiquidAI/LFM2-350M model card's config.json); written so the folder is complete.
 _TOKEN_IDS = {"bos_token_id": 1, "eos_token_id": 7, "pad_token_id": 0}
 # transformers.Lfm2Config's defaults (5.24) for keys a config file leaves out.
 _HF_DEFAULTS: dict[str, Any] = {

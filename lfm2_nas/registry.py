@@ -1,8 +1,8 @@
 """Named layout variants: the official LFM2 sizes, their all-attention baselines and a tiny debug model.
 
-Sources: the LiquidAI/LFM2-{350M,700M,1.2B,2.6B} ``config.json`` files as summarised in
-``shared/reference/lfm2.md`` section 2; building each in transformers gives exactly the official
-parameter count. ``tests/test_registry.py`` checks the counts through the cost model and
+Sources: the ``config.json`` files of the LiquidAI/LFM2-{350M,700M,1.2B,2.6B} model cards on the
+Hugging Face Hub (https://huggingface.co/LiquidAI); building each in transformers gives exactly the
+official parameter count. ``tests/test_registry.py`` checks the counts through the cost model and
 ``tests/test_cost.py`` through the built model (on the meta device, so nothing is allocated).
 """
 

@@ -35,7 +35,7 @@ def test_file_backed_bytes_tells_a_mapped_checkpoint_from_process_memory(tmp_pat
     torch.save(module.state_dict(), tmp_path / "w.pt")
     assert decode_speed.file_backed_bytes(module) == 0
     mapped = torch.load(tmp_path / "w.pt", mmap=True, weights_only=True)["weight"]
-    module.weight = nn.Parameter(mapped, requires_grad=False)  # the memory-mapped trap of lfm2.md section 3
+    module.weight = nn.Parameter(mapped, requires_grad=False)  # a memory-mapped checkpoint (see benchmarks/decode_speed.py)
     assert decode_speed.file_backed_bytes(module) == 256 * 256 * 4
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from lfm2_nas.cli.output import Format, emit
+from lfm2_nas.quality.result import TIERS
 from lfm2_nas.quality.scaling import ScaleRule, proxy_spec
 
 app = typer.Typer(help="Quality proxies: analytic, synthetic-task and real-text scores of a layout.", no_args_is_help=True)
@@ -29,10 +30,8 @@ HeadDimOption = Annotated[int, typer.Option("--proxy-head-dim", help="head dim o
 QuietOption = Annotated[bool, typer.Option("--quiet", help="no progress bars")]
 
 
-class Tier(str, Enum):
-    analytic = "analytic"
-    synthetic = "synthetic"
-    text = "text"
+#: The ``--tier`` choices: :data:`lfm2_nas.quality.result.TIERS`.
+Tier = Enum("Tier", {name: name for name in TIERS}, type=str)
 
 
 def _options(tier: str, corpus: list[Path] | None, tokenizer: str, rule: ScaleRule) -> dict[str, Any]:

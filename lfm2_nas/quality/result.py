@@ -7,7 +7,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+#: The quality tiers, cheapest first: the one list every other module (search file, CLI) reads.
 TIERS = ("analytic", "synthetic", "text")
+#: Whether each tier's score is better high (parameter count, accuracy) or low (bits per byte).
+HIGHER_IS_BETTER = {"analytic": True, "synthetic": True, "text": False}
 
 
 @dataclass(frozen=True)

@@ -328,8 +328,3 @@ DEFAULT_TASKS: tuple[Task, ...] = (
     Compression(),
     Memorization(),
 )
-
-
-def task_names() -> list[str]:
-    """Names of the default tasks."""
-    return [t.name for t in DEFAULT_TASKS]

@@ -30,14 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from lfm2_nas.cost import dtype_bytes
+from lfm2_nas.quality.result import TIERS
 from lfm2_nas.registry import VARIANTS
+from lfm2_nas.resolve import resolve_spec
+from lfm2_nas.search.space import SearchSpace  # the space decides which seeds it can express
 from lfm2_nas.spec import ModelSpec, parse_pattern
 
 SAMPLERS = ("tpe", "nsga2", "random")
 MODES = ("pareto", "single")
 #: Objective names of the pareto mode; ``quality`` is the quality tier's own metric.
 OBJECTIVES = ("quality", "decode_ms", "prefill_ms", "peak_bytes")
-QUALITY_TIERS = ("analytic", "synthetic", "text")
 FFN_RULES = ("lfm2", "width")
 DEVICES = ("cpu", "cuda")
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -178,16 +180,6 @@ def parse_config(text: str, source: str = "<search file>", default_name: str = "
     if reader.problems:
         raise SearchConfigError(source, reader.problems)
     return config
-
-
-def base_spec(config_or_space: SearchConfig | SpaceSection) -> ModelSpec:
-    """The spec named by ``[space] base`` (a registry name or a config path)."""
-    space = config_or_space.space if isinstance(config_or_space, SearchConfig) else config_or_space
-    if space.base in VARIANTS:
-        return VARIANTS[space.base]
-    from lfm2_nas.resolve import resolve_spec  # a path: reading it needs the checkpoint module
-
-    return resolve_spec(space.base)
 
 
 # ---- value parsers (also used by the CLI) -----------------------------------------------------
@@ -394,7 +386,7 @@ def _read_base(r: _Reader) -> ModelSpec | None:
         r.problem("space", "base", f"missing: name the LFM2 size to search around, one of {', '.join(VARIANTS)}")
         return None
     try:
-        return base_spec(SpaceSection(name, (1, 1), (0, 0), (), (), (), (), "lfm2", (), (), ()))
+        return resolve_spec(name)
     except (ValueError, OSError) as err:
         r.problem("space", "base", str(err))
         return None
@@ -528,7 +520,7 @@ _ANALYTIC_OPTIONS = ("device", "cache_dir", "progress")
 
 
 def _read_quality(r: _Reader) -> QualitySection:
-    tier = r.choice("quality", "tier", "text", QUALITY_TIERS)
+    tier = r.choice("quality", "tier", "text", TIERS)
     options = r.table("quality", "options")
     for key, value in options.items():
         if key not in QUALITY_OPTIONS:
@@ -573,8 +565,6 @@ def _cross_check(config: SearchConfig, r: _Reader) -> None:
         r.problem("budget", "decode_ms", "single mode maximises quality under limits: set decode_ms, prefill_ms or peak_memory")
     if r.problems:
         return
-    from lfm2_nas.search.space import SearchSpace  # the space decides what it can express
-
     space_obj = SearchSpace(config.space)
     for seed_name, seed in space_obj.seed_specs().items():
         try:

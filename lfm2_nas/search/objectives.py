@@ -16,11 +16,9 @@ from dataclasses import dataclass
 
 from optuna.study import StudyDirection
 
+from lfm2_nas.quality.result import HIGHER_IS_BETTER as QUALITY_HIGHER_IS_BETTER
 from lfm2_nas.search.config import SearchConfig
 from lfm2_nas.search.measurements import LatencyResult, QualityScore
-
-#: Whether each quality tier's score is better high (accuracy, parameter count) or low (bits per byte).
-QUALITY_HIGHER_IS_BETTER = {"analytic": True, "synthetic": True, "text": False}
 
 _UNITS = {"decode_ms": "decode_ms_per_token", "prefill_ms": "prefill_ms", "peak_bytes": "peak_bytes"}
 

@@ -20,11 +20,14 @@ parameter sets and the sampler learns from them like from any trial.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lfm2_nas.registry import VARIANTS
-from lfm2_nas.search.config import SpaceSection, base_spec
+from lfm2_nas.resolve import resolve_spec
 from lfm2_nas.spec import ATTENTION, ModelSpec, parse_pattern
+
+if TYPE_CHECKING:  # the space reads [space]; the search file's reader builds the space, never the reverse
+    from lfm2_nas.search.config import SpaceSection
 
 _LETTERS = ("C", "A")
 
@@ -47,7 +50,7 @@ class SearchSpace:
 
     def __init__(self, space: SpaceSection) -> None:
         self.config = space
-        self.base = base_spec(space)
+        self.base = resolve_spec(space.base)  # a registry name, NAME:PATTERN or a config path
 
     # ---- trial -> spec --------------------------------------------------------------------------
     def suggest(self, trial: TrialLike) -> ModelSpec:
@@ -150,10 +153,3 @@ class SearchSpace:
         low, high = self.config.attention
         n = spec.num_attention_layers
         return max(low - n, n - high, 0)
-
-
-def describe_layers(spec: ModelSpec) -> str:
-    """``"16 layers, 6 attention at 2,5,8,10,12,14"`` for logs and reports."""
-    where = ",".join(map(str, spec.attention_indices)) or "-"
-    return f"{spec.num_layers} layers, {spec.num_attention_layers} attention at {where}"
-
