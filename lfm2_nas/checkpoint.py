@@ -22,9 +22,11 @@ import torch
 from lfm2_nas.hf_config import CONFIG_NAME, CheckpointError, hf_config_from_spec, read_config, spec_from_hf_config
 from lfm2_nas.hugepages import allocate_parameters
 from lfm2_nas.model import LFM2Model
+from lfm2_nas.spec import ModelSpec
 
 __all__ = [
     "CheckpointError",
+    "build_checkpoint",
     "hf_config_from_spec",
     "load_pretrained",
     "read_config",
@@ -156,6 +158,16 @@ def save_pretrained(model: LFM2Model, path: str | os.PathLike[str]) -> Path:
     config_text = json.dumps(hf_config_from_spec(model.spec, dtype), indent=2) + "\n"
     _atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(config_text))
     return folder
+
+
+def build_checkpoint(spec: ModelSpec, path: str | os.PathLike[str], dtype: str = "float32", seed: int = 0) -> Path:
+    """Build ``spec`` with random weights (seeded) at ``dtype`` and save it with :func:`save_pretrained`:
+    what ``lfm2-nas build`` and ``lfm2-nas search export --checkpoint`` write."""
+    from lfm2_nas.cost import canonical_dtype
+    from lfm2_nas.model import build_model
+
+    model = build_model(spec, dtype=getattr(torch, canonical_dtype(dtype)), seed=seed)
+    return save_pretrained(model, path)
 
 
 def _atomic_write(target: Path, write: Any) -> None:

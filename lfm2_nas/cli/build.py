@@ -24,11 +24,7 @@ def build(
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
 
-    import torch
+    from lfm2_nas.checkpoint import build_checkpoint
 
-    from lfm2_nas.checkpoint import save_pretrained
-    from lfm2_nas.model import build_model
-
-    model = build_model(layout, dtype=getattr(torch, dtype_name), seed=seed)
-    folder = save_pretrained(model, out)
+    folder = build_checkpoint(layout, out, dtype=dtype_name, seed=seed)
     typer.echo(f"wrote {folder} ({param_count(layout):,} parameters, pattern {layout.pattern})")

@@ -244,7 +244,7 @@ def export(
     """Write trials.csv, pareto.csv, summary.json and pareto.png; optionally HF checkpoints of layouts."""
     import optuna
 
-    from lfm2_nas.search.export import export_checkpoint
+    from lfm2_nas.checkpoint import build_checkpoint
     from lfm2_nas.search.storage import study_dir
     from lfm2_nas.spec import ModelSpec
 
@@ -260,5 +260,5 @@ def export(
         if trial is None or "spec" not in trial.user_attrs:
             raise _fail([f"trial {number} has no layout to export (trials: 0..{len(trials) - 1})"])
         spec = ModelSpec.from_dict(trial.user_attrs["spec"])
-        path = export_checkpoint(spec, folder / "export" / f"trial-{number:04d}", dtype=config.target.dtype)
+        path = build_checkpoint(spec, folder / "export" / f"trial-{number:04d}", dtype=config.target.dtype)
         typer.echo(f"wrote {path} ({format_count(trial.user_attrs['param_count'])} parameters, pattern {spec.pattern})")

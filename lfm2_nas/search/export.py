@@ -1,9 +1,9 @@
 """Write a study's results: ``trials.csv``, ``pareto.csv``, ``summary.json``, ``pareto.png``, and
-HF checkpoints of chosen layouts.
+HF checkpoints of chosen layouts (:func:`lfm2_nas.checkpoint.build_checkpoint`, as ``lfm2-nas build``).
 
 Tables are written to a temporary file and renamed into place, so a reader never sees half a file.
-A checkpoint is the layout with random weights in HF format (``config.json`` + ``model.safetensors``,
-through :func:`lfm2_nas.checkpoint.save_pretrained`): ``transformers`` loads it, ready for training.
+A checkpoint is the layout with random weights in HF format (``config.json`` + ``model.safetensors``):
+``transformers`` loads it, ready for training.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import pandas as pd
 
 from lfm2_nas.search.config import SearchConfig
 from lfm2_nas.search.report import COLUMNS, summarize_study
-from lfm2_nas.spec import ModelSpec
 
 
 def _atomic_write(path: Path, write: Any) -> Path:
@@ -75,15 +74,3 @@ def write_results(config: SearchConfig, study: optuna.Study, folder: Path) -> di
     if any(isinstance(r["decode_ms"], (int, float)) and isinstance(r["quality"], (int, float)) for r in rows):
         write_plot(rows, front, folder / "pareto.png", x="decode_ms", y="quality")
     return summary
-
-
-def export_checkpoint(spec: ModelSpec, folder: Path, dtype: str = "float32", seed: int = 0) -> Path:
-    """Build ``spec`` with random weights and save it as an HF checkpoint folder."""
-    import torch
-
-    from lfm2_nas.checkpoint import save_pretrained
-    from lfm2_nas.cost import canonical_dtype
-    from lfm2_nas.model import build_model
-
-    model = build_model(spec, dtype=getattr(torch, canonical_dtype(dtype)), seed=seed)
-    return save_pretrained(model, folder)
