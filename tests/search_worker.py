@@ -21,7 +21,7 @@ from search_helpers import AnalyticEvaluator  # noqa: E402
 
 from lfm2_nas.search.recovery import on_stale_trial  # noqa: E402
 from lfm2_nas.search.storage import open_storage  # noqa: E402
-from lfm2_nas.search.study import config_of, open_study, run_study  # noqa: E402
+from lfm2_nas.search.run import config_of, open_study, run_study  # noqa: E402
 
 
 def main() -> None:

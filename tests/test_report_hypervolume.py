@@ -1,6 +1,6 @@
 import pytest
 
-from lfm2_nas.report.hypervolume import hypervolume, non_dominated
+from lfm2_nas.report.front import hypervolume, non_dominated
 
 
 def test_two_dimensional_staircase():

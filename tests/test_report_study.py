@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from lfm2_nas.report.hypervolume import hypervolume
+from lfm2_nas.report.front import hypervolume
 from lfm2_nas.registry import get_spec
 from lfm2_nas.report.study import StudyData, front_layouts, hypervolume_history, pareto_points
 
@@ -68,7 +68,7 @@ def test_report_of_a_real_study(tmp_path, capsys, monkeypatch):
     from lfm2_nas.cli import main
     from lfm2_nas.report.study import load_study
     from lfm2_nas.search.storage import open_storage
-    from lfm2_nas.search.study import open_study, run_study
+    from lfm2_nas.search.run import open_study, run_study
 
     journal = tmp_path / "tiny" / "journal.log"
     config = tiny_config()

@@ -15,9 +15,9 @@ from search_helpers import TINY_TOML, AnalyticEvaluator, run_cli, tiny_config
 
 from lfm2_nas import cost
 from lfm2_nas.registry import get_spec
-from lfm2_nas.search.report import COLUMNS
+from lfm2_nas.report.trials import COLUMNS
 from lfm2_nas.search.storage import open_storage
-from lfm2_nas.search.study import open_study, run_study
+from lfm2_nas.search.run import open_study, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -23,7 +23,7 @@ from search_helpers import tiny_config
 
 from lfm2_nas.search.recovery import counted_trials
 from lfm2_nas.search.storage import StorageError, open_storage
-from lfm2_nas.search.study import open_study
+from lfm2_nas.search.run import open_study
 
 pytestmark = pytest.mark.postgres
 optuna.logging.set_verbosity(optuna.logging.ERROR)

@@ -15,9 +15,9 @@ from optuna.trial import TrialState
 from search_helpers import AnalyticEvaluator, journal, tiny_config
 
 from lfm2_nas.registry import get_spec
-from lfm2_nas.search.report import front_objectives, pareto_front, trial_rows
+from lfm2_nas.report.trials import front_objectives, pareto_front, trial_rows
 from lfm2_nas.search.storage import open_storage
-from lfm2_nas.search.study import StudyError, config_of, open_study, run_study
+from lfm2_nas.search.run import StudyError, config_of, open_study, run_study
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 WORKER = Path(__file__).resolve().parent / "search_worker.py"

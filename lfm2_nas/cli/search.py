@@ -23,10 +23,14 @@ FileArgument = Annotated[
 ]
 StorageOption = Annotated[
     str | None,
-    typer.Option("--storage", help="SQLAlchemy URL (postgresql://...) or journal file; default: experiments/<study>/journal.log"),
+    typer.Option("--storage", help="SQLAlchemy URL (postgresql://...) or journal file; default: <root>/<study>/journal.log"),
 ]
 StudyOption = Annotated[str | None, typer.Option("--study", help="study name (default: the search file's)")]
-RootOption = Annotated[Path, typer.Option("--root", help="folder holding one subfolder per study")]
+RootOption = Annotated[
+    Path | None,
+    typer.Option("--root", help="folder holding one subfolder per study; default: experiments (or $LFM2_NAS_EXPERIMENTS)",
+                 show_default=False),
+]
 FormatOption = Annotated[Format, typer.Option("--format", help="table for people, json for machines")]
 
 
@@ -46,28 +50,27 @@ def _config(file: Path | None) -> Any:
         raise _fail([f"{err.source}: {p}" for p in err.problems]) from None
 
 
-def _open(config: Any, storage: str | None, root: Path) -> tuple[Any, str]:
+def _open(config: Any, storage: str | None, root: Path | None) -> tuple[Any, str]:
+    """(storage, location) of the study ``search run`` creates or resumes."""
     from lfm2_nas.search.recovery import on_stale_trial
-    from lfm2_nas.search.storage import open_storage
-    from lfm2_nas.search.study import default_journal
+    from lfm2_nas.search.storage import open_storage, study_location
 
-    location = storage or config.study.storage or str(default_journal(config, root))
+    location = study_location(config.study.name, storage or config.study.storage, root)
     return open_storage(location, on_stale_trial=on_stale_trial), location
 
 
-def _locate(file: Path | None, storage: str | None, study: str | None, root: Path) -> tuple[Any, Any]:
-    """(stored config, storage) of an existing study, named by its search file or by ``--study``;
+def _locate(file: Path | None, storage: str | None, study: str | None, root: Path | None) -> tuple[Any, Any]:
+    """(stored config, optuna study) of an existing study, named by its search file or by ``--study``;
     with neither, the built-in default search's."""
-    from lfm2_nas.search.storage import JOURNAL_NAME, is_url, open_storage, study_dir
-    from lfm2_nas.search.study import config_of
+    from lfm2_nas.report.study import open_stored_study
+    from lfm2_nas.search.storage import study_location
 
     config = _config(file) if file is not None or study is None else None
     name = study or config.study.name
-    location = storage or (config.study.storage if config else None) or str(study_dir(name, root) / JOURNAL_NAME)
-    if not is_url(location) and not Path(location).is_file():
-        raise _fail([f"no study journal at {location}: run 'lfm2-nas search run' first, or give --storage URL"])
-    handle = open_storage(location)
-    return config_of(handle, name), handle
+    try:
+        return open_stored_study(study_location(name, storage or (config.study.storage if config else None), root), name)
+    except FileNotFoundError as err:
+        raise _fail([f"{err}; or run 'lfm2-nas search run' first"]) from None
 
 
 def _quiet_optuna() -> None:
@@ -88,7 +91,7 @@ def _sigterm_as_interrupt() -> Any:
 
 
 def _trial_line(trial: Any) -> str:
-    from lfm2_nas.search.report import trial_row
+    from lfm2_nas.report.trials import trial_row
 
     r = trial_row(trial)
     parts = [f"trial {r['trial']:>3}", f"{r['status']:<10}", r["pattern"] or "-"]
@@ -106,10 +109,10 @@ def _trial_line(trial: Any) -> str:
     return "  ".join(parts)
 
 
-def _execute(config: Any, handle: Any, location: str, root: Path, worker: bool, target: int | None, max_trials: int | None) -> None:
+def _execute(config: Any, handle: Any, location: str, root: Path | None, worker: bool, target: int | None, max_trials: int | None) -> None:
     from lfm2_nas.search.evaluate import make_evaluator
+    from lfm2_nas.search.run import open_study, run_study
     from lfm2_nas.search.storage import redact, study_dir
-    from lfm2_nas.search.study import open_study, run_study
 
     _quiet_optuna()
     study = open_study(config, handle, worker=worker)
@@ -135,7 +138,7 @@ def _execute(config: Any, handle: Any, location: str, root: Path, worker: bool, 
 
 
 def _write_outputs(config: Any, study: Any, folder: Path) -> dict[str, Any]:
-    from lfm2_nas.search.export import write_results
+    from lfm2_nas.report.export import write_results
 
     summary = write_results(config, study, folder)
     for seed in summary["seeds"]:
@@ -149,7 +152,7 @@ def run(
     file: FileArgument = None,
     storage: StorageOption = None,
     trials: Annotated[int | None, typer.Option("--trials", help="study-wide target of finished trials (default: the file's)")] = None,
-    root: RootOption = Path("experiments"),
+    root: RootOption = None,
 ) -> None:
     """Create or resume the study of FILE and run trials until it holds its target.
 
@@ -165,12 +168,12 @@ def worker(
     storage: Annotated[str, typer.Option("--storage", help="the study's database URL (postgresql://...) or journal file")],
     study: Annotated[str, typer.Option("--study", help="name of an existing study")],
     trials: Annotated[int | None, typer.Option("--trials", help="stop after this many trials here (default: until the study's target)")] = None,
-    root: RootOption = Path("experiments"),
+    root: RootOption = None,
 ) -> None:
     """Join an existing study from any machine; measures on THIS machine's hardware."""
     from lfm2_nas.search.recovery import on_stale_trial
+    from lfm2_nas.search.run import config_of
     from lfm2_nas.search.storage import open_storage
-    from lfm2_nas.search.study import config_of
 
     handle = open_storage(storage, on_stale_trial=on_stale_trial)
     config = config_of(handle, study)
@@ -182,16 +185,14 @@ def status(
     file: FileArgument = None,
     storage: StorageOption = None,
     study: StudyOption = None,
-    root: RootOption = Path("experiments"),
+    root: RootOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Progress, the current Pareto front, where the seeded LFM2 layouts sit, and failures."""
-    import optuna
+    from lfm2_nas.report.trials import summarize_study
 
-    from lfm2_nas.search.report import summarize_study
-
-    config, handle = _locate(file, storage, study, root)
-    summary = summarize_study(config, optuna.load_study(study_name=config.study.name, storage=handle))
+    config, loaded = _locate(file, storage, study, root)
+    summary = summarize_study(config, loaded)
     state, front, seeds = summary["progress"], summary["pareto_front"], summary["seeds"]
     if fmt is Format.json:
         del summary["rows"]
@@ -236,20 +237,17 @@ def export(
     file: FileArgument = None,
     storage: StorageOption = None,
     study: StudyOption = None,
-    root: RootOption = Path("experiments"),
+    root: RootOption = None,
     out: Annotated[Path | None, typer.Option("--out", help="folder for the tables (default: experiments/<study>)")] = None,
     checkpoint: Annotated[list[int] | None, typer.Option("--checkpoint", help="trial number to export as an HF checkpoint (repeatable)")] = None,
     pareto_checkpoints: Annotated[bool, typer.Option("--pareto-checkpoints", help="export every Pareto-front layout as an HF checkpoint")] = False,
 ) -> None:
     """Write trials.csv, pareto.csv, summary.json and pareto.png; optionally HF checkpoints of layouts."""
-    import optuna
-
     from lfm2_nas.checkpoint import build_checkpoint
     from lfm2_nas.search.storage import study_dir
     from lfm2_nas.spec import ModelSpec
 
-    config, handle = _locate(file, storage, study, root)
-    loaded = optuna.load_study(study_name=config.study.name, storage=handle)
+    config, loaded = _locate(file, storage, study, root)
     trials = loaded.get_trials(deepcopy=False)
     folder = out or study_dir(config.study.name, root)
     summary = _write_outputs(config, loaded, folder)

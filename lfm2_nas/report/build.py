@@ -34,8 +34,7 @@ from lfm2_nas.report.series import (
     speedup_series,
     with_panels,
 )
-from lfm2_nas.report.study import LABELS as STUDY_LABELS
-from lfm2_nas.report.study import REFERENCE, StudyData, front_layouts, hypervolume_history, pareto_points
+from lfm2_nas.report.study import REFERENCE, StudyData, axis_label, front_layouts, hypervolume_history, pareto_points
 from lfm2_nas.spec import ModelSpec
 
 FIGURE_FORMATS = ("png", "svg")
@@ -294,11 +293,8 @@ def _study_report(data: StudyData, out: Path, latency: Sequence[str]) -> Written
         raise ValueError(f"study {data.name!r} has no trial with both quality and a latency measured yet")
     report = _Builder(out, f"Study {data.name}", f"{data.provenance} | report {today()}")
     fig, axes = _grid(len(panels), width=6.0, height=4.4, suptitle=f"Study {data.name}: quality vs latency")
-    metric = data.quality_metric
-    direction = dict(data.objectives).get("quality", "maximize")
-    y_label = f"quality{': ' + metric if metric else ''} ({'higher' if direction == 'maximize' else 'lower'} is better)"
     for ax, (x, points) in zip(axes[0], panels):
-        plots.plot_pareto(points, STUDY_LABELS[x], y_label, ax=ax)
+        plots.plot_pareto(points, axis_label(data, x), axis_label(data, "quality"), ax=ax)
     objectives = ", ".join(f"{name} ({direction})" for name, direction in data.objectives)
     report.doc.section("Pareto front", f"Objectives: {objectives}. Colour: measured peak memory. Black rings: the "
                        "study's Pareto front over all its objectives; the step line: trials no other feasible trial "

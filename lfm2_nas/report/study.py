@@ -1,8 +1,10 @@
-"""The numbers behind a study's plots: its trials, Pareto front, seeded layouts and hypervolume history.
+"""Open a stored study and compute the numbers behind its plots: trials, Pareto front, seeded layouts,
+hypervolume history.
 
-A study is read through the search's own readers (:mod:`lfm2_nas.search.report`): the same trial
-rows, objectives and Pareto front that ``lfm2-nas search status`` shows, so a report never disagrees
-with the search about which trials are on the front. Nothing is re-measured.
+:func:`open_stored_study` is the one place a study is opened for reading (``search status``,
+``search export`` and ``report study`` all go through it), and its rows, objectives and Pareto front
+come from :mod:`.trials`, so the search's tables and a report never disagree about which trials are
+on the front. Nothing is re-measured.
 """
 
 from __future__ import annotations
@@ -10,14 +12,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from lfm2_nas.report.hypervolume import hypervolume, non_dominated
+from lfm2_nas.report.front import hypervolume, minimised, non_dominated
 from lfm2_nas.spec import ModelSpec
 
-#: Plot labels of the trial-row measurements.
+if TYPE_CHECKING:  # optuna and the search are imported on use: a sweep report needs neither
+    import optuna
+
+    from lfm2_nas.search.config import SearchConfig
+
+#: Axis labels of the trial-row measurements (the one label map of every Pareto plot; see :func:`axis_label`).
 LABELS = {
     "quality": "quality",
     "decode_ms": "decode latency (ms/token)",
@@ -51,15 +58,34 @@ class StudyData:
         return f"study {self.name} | hardware {', '.join(self.hardware) or 'unknown'} | trials {self.dates}"
 
 
+def open_stored_study(location: str, study: str | None = None) -> tuple[SearchConfig, optuna.Study]:
+    """An existing study and the search file stored in it, for reading: ``location`` is a journal
+    file or a database URL (see :func:`lfm2_nas.search.storage.study_location`), ``study`` its name
+    (default: the only study there). The one place ``search status``, ``search export`` and
+    ``report study`` open a study."""
+    import optuna
+
+    from lfm2_nas.search.run import config_of
+    from lfm2_nas.search.storage import is_url, open_storage
+
+    if not is_url(location) and not Path(location).is_file():
+        raise FileNotFoundError(f"no study journal at {location}: give the journal file (experiments/<study>/journal.log) or a URL")
+    storage = open_storage(location)
+    if study is None:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        if len(names) != 1:
+            raise ValueError(f"{location} holds {len(names)} studies ({', '.join(names) or 'none'}): pick one with --study")
+        study = names[0]
+    config = config_of(storage, study)
+    return config, optuna.load_study(study_name=study, storage=storage)
+
+
 def load_study(location: str | Path, study: str | None = None) -> StudyData:
     """Read study ``study`` (default: the only one there) from a journal file, a database URL, or the
     search file (``.toml``) that created it (its storage, by default ``experiments/<study>/journal.log``)."""
-    import optuna
-
+    from lfm2_nas.report.trials import summarize_study
     from lfm2_nas.search.config import SearchConfigError, load_config
-    from lfm2_nas.search.report import front_objectives, pareto_front, seed_placement, trial_rows
-    from lfm2_nas.search.storage import is_url, open_storage
-    from lfm2_nas.search.study import config_of, default_journal
+    from lfm2_nas.search.storage import study_location
 
     text = str(location)
     if text.endswith(".toml"):
@@ -67,23 +93,20 @@ def load_study(location: str | Path, study: str | None = None) -> StudyData:
             search = load_config(Path(text))
         except SearchConfigError as err:
             raise ValueError(f"{err.source}: {'; '.join(err.problems)}") from None
-        text, study = search.study.storage or str(default_journal(search)), study or search.study.name
-    if not is_url(text) and not Path(text).is_file():
-        raise FileNotFoundError(f"no study journal at {text}: give the journal file (experiments/<study>/journal.log) or a URL")
-    storage = open_storage(text)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
-    if study is None:
-        if len(names) != 1:
-            raise ValueError(f"{text} holds {len(names)} studies ({', '.join(names) or 'none'}): pick one with --study")
-        study = names[0]
-    config = config_of(storage, study)
-    trials = optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
-    objectives = front_objectives(config)
-    rows = trial_rows(trials)
-    if not rows:
-        raise ValueError(f"study {study!r} has no trials yet: run 'lfm2-nas search run' first")
-    front = pareto_front(rows, objectives)
-    on_front = {r["trial"] for r in front}
+        study = study or search.study.name
+        text = study_location(search.study.name, search.study.storage)
+    config, loaded = open_stored_study(text, study)
+    summary = summarize_study(config, loaded)
+    if not summary["rows"]:
+        raise ValueError(f"study {loaded.study_name!r} has no trials yet: run 'lfm2-nas search run' first")
+    return read_study(loaded, summary)
+
+
+def read_study(study: optuna.Study, summary: dict[str, Any]) -> StudyData:
+    """``study`` as :class:`StudyData`, from its :func:`~lfm2_nas.report.trials.summarize_study` (with rows)."""
+    trials = study.get_trials(deepcopy=False)
+    rows = summary["rows"]
+    on_front = {r["trial"] for r in summary["pareto_front"]}
     frame = pd.DataFrame(rows)
     frame["on_front"] = frame["trial"].isin(on_front)
     finished = sorted(t.datetime_complete for t in trials if t.datetime_complete is not None)
@@ -96,14 +119,23 @@ def load_study(location: str | Path, study: str | None = None) -> StudyData:
         if slug:
             hardware.append(f"{slug}@{profile['date']}" if profile.get("date") else slug)
     return StudyData(
-        name=study,
-        objectives=tuple((o.name, o.direction.name.lower()) for o in objectives),
+        name=study.study_name,
+        objectives=tuple((o["name"], o["direction"]) for o in summary["objectives"]),
         trials=frame,
-        seeds=tuple(seed_placement(rows, front, objectives)),
+        seeds=tuple(summary["seeds"]),
         hardware=tuple(dict.fromkeys(hardware)),
         dates=dates,
         specs={t.number: ModelSpec.from_dict(t.user_attrs["spec"]) for t in trials if "spec" in t.user_attrs},
     )
+
+
+def axis_label(data: StudyData, column: str) -> str:
+    """The axis label of a trial-row column: :data:`LABELS`, quality with its metric and direction."""
+    if column != "quality":
+        return LABELS[column]
+    metric = data.quality_metric
+    direction = dict(data.objectives).get("quality", "maximize")
+    return f"quality{': ' + metric if metric else ''} ({'higher' if direction == 'maximize' else 'lower'} is better)"
 
 
 def front_layouts(data: StudyData, most: int = 6) -> list[tuple[str, ModelSpec]]:
@@ -120,11 +152,6 @@ def front_layouts(data: StudyData, most: int = 6) -> list[tuple[str, ModelSpec]]
 
 def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _oriented(value: float, direction: str) -> float:
-    """Every objective as "lower is better"."""
-    return -value if direction == "maximize" else value
 
 
 def pareto_points(data: StudyData, x: str = "decode_ms", y: str = "quality") -> pd.DataFrame:
@@ -150,10 +177,10 @@ def pareto_points(data: StudyData, x: str = "decode_ms", y: str = "quality") -> 
     directions = dict(data.objectives)
     orient = [directions.get(x, "minimize"), directions.get(y, "maximize" if y == "quality" else "minimize")]
     feasible = points[points["feasible"]]
-    keys = [(_oriented(a, orient[0]), _oriented(b, orient[1])) for a, b in zip(feasible["x"], feasible["y"])]
+    keys = [(minimised(a, orient[0]), minimised(b, orient[1])) for a, b in zip(feasible["x"], feasible["y"])]
     best = set(non_dominated(keys))
     points["on_plot_front"] = [
-        bool(f) and (_oriented(a, orient[0]), _oriented(b, orient[1])) in best
+        bool(f) and (minimised(a, orient[0]), minimised(b, orient[1])) in best
         for f, a, b in zip(points["feasible"], points["x"], points["y"])
     ]
     return points
@@ -174,10 +201,10 @@ def hypervolume_history(data: StudyData) -> tuple[pd.DataFrame, dict[str, tuple[
     bounds: dict[str, tuple[float, float]] = {}
     scaled = pd.DataFrame(index=usable.index)
     for name, direction in data.objectives:
-        values = usable[name].astype(float).map(lambda v, d=direction: _oriented(v, d))
+        values = usable[name].astype(float).map(lambda v, d=direction: minimised(v, d))
         low, high = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
         scaled[name] = (values - low) / ((high - low) or 1.0)
-        bounds[name] = (_oriented(low, direction), _oriented(high, direction))
+        bounds[name] = (minimised(low, direction), minimised(high, direction))
     history, points = [], []
     for _, row in rows.iterrows():
         if row.name in scaled.index:

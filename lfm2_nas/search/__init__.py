@@ -4,11 +4,12 @@
     lfm2-nas search worker --storage postgresql://... --study NAME   # more workers, any machine
     lfm2-nas search status FILE ; lfm2-nas search export FILE
 
-Modules, one concern each: :mod:`.config` (the search file), :mod:`.space` (trial -> layout),
-:mod:`.screening` (constraints), :mod:`.objectives`, :mod:`.trial` (one trial's pipeline),
-:mod:`.study` (create / resume / run), :mod:`.storage`, :mod:`.recovery` (orphaned trials),
-:mod:`.evaluate` (the only module that calls the profiler and the quality proxies),
-:mod:`.report`, :mod:`.export`, :mod:`.plot`, :mod:`.lock`.
+This package only runs studies. Modules, one concern each: :mod:`.config` (the search file),
+:mod:`.space` (trial -> layout), :mod:`.screening` (constraints), :mod:`.objectives`,
+:mod:`.trial` (one trial's pipeline), :mod:`.run` (create / resume / run / join), :mod:`.storage`
+(where a study lives), :mod:`.recovery` (orphaned trials), :mod:`.evaluate` (the only module that
+calls the profiler and the quality proxies), :mod:`.measurements`, :mod:`.lock`. Reading, ranking,
+exporting and drawing a study is :mod:`lfm2_nas.report`'s (``trials``, ``front``, ``study``, ``export``).
 """
 
 from __future__ import annotations

@@ -33,10 +33,6 @@ class Objective:
     def worst(self) -> float:
         return math.inf if self.direction == StudyDirection.MINIMIZE else -math.inf
 
-    def better(self, a: float, b: float) -> bool:
-        """True when ``a`` is strictly better than ``b``."""
-        return a < b if self.direction == StudyDirection.MINIMIZE else a > b
-
 
 def objectives_for(config: SearchConfig) -> list[Objective]:
     """The study's objectives in order (quality first)."""

@@ -24,6 +24,8 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial
 
+from lfm2_nas.paths import experiments_root
+
 JOURNAL_NAME = "journal.log"
 HEARTBEAT_INTERVAL_S = 30
 GRACE_PERIOD_S = 120
@@ -34,9 +36,17 @@ class StorageError(OSError):
     """A storage that cannot be opened; the message is one line."""
 
 
-def study_dir(name: str, root: str | Path = "experiments") -> Path:
-    """The folder of study ``name``: journal (embedded storage), caches and exported tables."""
-    return Path(root) / name
+def study_dir(name: str, root: str | Path | None = None) -> Path:
+    """The folder of study ``name`` under ``root`` (default: :func:`lfm2_nas.paths.experiments_root`):
+    journal (embedded storage), caches and exported tables."""
+    return experiments_root(root) / name
+
+
+def study_location(name: str, storage: str | None = None, root: str | Path | None = None) -> str:
+    """Where study ``name`` is stored: ``storage`` (a ``--storage`` or a search file's ``[study] storage``,
+    a database URL or a journal file) when given, else its embedded journal ``<root>/<name>/journal.log``.
+    The one rule ``search run``, ``search worker``, ``search status|export`` and ``report study`` follow."""
+    return storage or str(study_dir(name, root) / JOURNAL_NAME)
 
 
 def redact(url: str) -> str:

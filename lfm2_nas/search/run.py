@@ -1,4 +1,4 @@
-"""Create, resume and run a study; join one as an extra worker.
+"""Run a study: create or resume it, or join it as an extra worker (reading one back: :mod:`lfm2_nas.report`).
 
 A study stores its own search file (the TOML text, as a study attribute), so a worker started with
 nothing but ``--storage URL --study NAME`` evaluates exactly the same space, and re-running
@@ -18,7 +18,6 @@ import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import optuna
 from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler, TPESampler
@@ -30,7 +29,6 @@ from lfm2_nas.search.measurements import Evaluator
 from lfm2_nas.search.objectives import objectives_for
 from lfm2_nas.search.recovery import TARGET_ATTR, counted_trials, recover_orphans, requeue
 from lfm2_nas.search.space import SearchSpace
-from lfm2_nas.search.storage import JOURNAL_NAME, study_dir
 from lfm2_nas.search.trial import TrialFailed, TrialRunner
 
 log = logging.getLogger(__name__)
@@ -189,8 +187,3 @@ def _requeue_interrupted(study: optuna.Study, number: int) -> None:
     trial = _trial(study, number)
     if trial.state == TrialState.FAIL:
         requeue(study, trial, "run interrupted")
-
-
-def default_journal(config: SearchConfig, root: str | Path = "experiments") -> Path:
-    """``experiments/<study>/journal.log``: the embedded storage of a study."""
-    return study_dir(config.study.name, root) / JOURNAL_NAME

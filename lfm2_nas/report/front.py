@@ -1,4 +1,10 @@
-"""Exact hypervolume of a set of points (every objective minimised) against a reference point.
+"""Dominance, the non-dominated set and the exact hypervolume: the one definition every front uses.
+
+Points are tuples with every objective minimised; :func:`minimised` turns a value of a maximised
+objective into that form. ``a`` dominates ``b`` when it is no worse on every objective and strictly
+better on one, as in optuna's ``optuna/study/_multi_objective.py`` (``_dominates``). The study's
+Pareto front (:mod:`.trials`), the plotted 2-D front and the hypervolume history (:mod:`.study`) all
+rank with :func:`dominates`.
 
 The hypervolume is the volume of the region dominated by the points and bounded by the reference:
 it grows when a search finds better trade-offs, which makes its history a measure of progress.
@@ -14,13 +20,20 @@ from typing import Sequence
 Point = Sequence[float]
 
 
+def minimised(value: float, direction: str) -> float:
+    """``value`` of an objective with ``direction`` (``"minimize"`` / ``"maximize"``) as lower-is-better."""
+    return -value if direction == "maximize" else value
+
+
+def dominates(a: Point, b: Point) -> bool:
+    """``a`` is no worse than ``b`` on every (minimised) objective and strictly better on one."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
 def non_dominated(points: Sequence[Point]) -> list[tuple[float, ...]]:
-    """The points no other point dominates (no worse everywhere, better somewhere); duplicates kept once."""
+    """The points no other point dominates; duplicates kept once."""
     unique = list(dict.fromkeys(tuple(float(v) for v in p) for p in points))
-    return [
-        p for p in unique
-        if not any(q != p and all(a <= b for a, b in zip(q, p)) for q in unique)
-    ]
+    return [p for p in unique if not any(dominates(q, p) for q in unique)]
 
 
 def hypervolume(points: Sequence[Point], reference: Point) -> float:

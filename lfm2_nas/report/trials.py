@@ -1,8 +1,8 @@
-"""Read a study back: one tidy row per trial, the Pareto front, where the seeded LFM2 layouts land.
+"""A study's trials as rows: one tidy row per trial, the Pareto front, where the seeded LFM2 layouts land.
 
 Pure functions over Optuna's ``FrozenTrial`` records (no torch, no plotting), shared by
-``search status``, ``search export`` and the tests. Values come from the measurements stored on
-each trial, never recomputed.
+``search status``, ``search export``, ``report study`` and the tests. Values come from the
+measurements stored on each trial, never recomputed; ranking uses :func:`lfm2_nas.report.front.dominates`.
 
 The front holds feasible, fully measured trials that no other such trial dominates. Trials measured
 on different hardware are never compared: the front is computed per hardware profile.
@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from lfm2_nas.report.front import dominates, minimised
 from lfm2_nas.search.config import SearchConfig
 from lfm2_nas.search.objectives import Objective, objectives_for
 from lfm2_nas.search.recovery import OWNER_ATTR, TARGET_ATTR, counted_trials, replaced_numbers
@@ -107,10 +108,9 @@ def _measured(row: dict[str, Any], objectives: list[Objective]) -> bool:
     return all(isinstance(row.get(o.name), (int, float)) and math.isfinite(row[o.name]) for o in objectives)
 
 
-def dominates(a: dict[str, Any], b: dict[str, Any], objectives: list[Objective]) -> bool:
-    """``a`` is no worse than ``b`` on every objective and strictly better on one."""
-    no_worse = all(not o.better(b[o.name], a[o.name]) for o in objectives)
-    return no_worse and any(o.better(a[o.name], b[o.name]) for o in objectives)
+def _point(row: dict[str, Any], objectives: list[Objective]) -> tuple[float, ...]:
+    """``row``'s objective values, each minimised (see :mod:`lfm2_nas.report.front`)."""
+    return tuple(minimised(row[o.name], o.direction.name.lower()) for o in objectives)
 
 
 def pareto_front(rows: list[dict[str, Any]], objectives: list[Objective]) -> list[dict[str, Any]]:
@@ -123,9 +123,10 @@ def pareto_front(rows: list[dict[str, Any]], objectives: list[Objective]) -> lis
             if key not in seen:
                 seen.add(key)
                 candidates.append(r)
+    points = [_point(r, objectives) for r in candidates]
     return [
-        r for r in candidates
-        if not any(dominates(o, r, objectives) for o in candidates if o["hardware"] == r["hardware"])
+        r for r, p in zip(candidates, points)
+        if not any(dominates(q, p) for o, q in zip(candidates, points) if o["hardware"] == r["hardware"])
     ]
 
 
@@ -148,7 +149,9 @@ def seed_placement(
             entry["placement"] = "on the Pareto front"
             entry["dominated_by"] = []
         else:
-            better = [f["trial"] for f in front if f["hardware"] == row["hardware"] and dominates(f, row, objectives)]
+            point = _point(row, objectives)
+            better = [f["trial"] for f in front
+                      if f["hardware"] == row["hardware"] and dominates(_point(f, objectives), point)]
             entry["placement"] = f"dominated by {len(better)} front trial(s): {', '.join(map(str, better))}"
             entry["dominated_by"] = better
         out.append(entry)

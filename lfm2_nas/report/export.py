@@ -1,0 +1,73 @@
+"""Export a study's results into its folder: ``trials.csv``, ``pareto.csv``, ``summary.json`` and
+``pareto.png`` (what ``search run`` leaves behind and ``search export`` rewrites).
+
+The rows and front are :mod:`.trials`'s; the plot is the first panel of ``report study``'s Pareto
+figure (:func:`lfm2_nas.report.plots.plot_pareto` over :func:`lfm2_nas.report.study.pareto_points`).
+Files are written to a temporary file and renamed into place, so a reader never sees half a file.
+HF checkpoints of chosen layouts: :func:`lfm2_nas.checkpoint.build_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from lfm2_nas.report.study import axis_label, pareto_points, read_study
+from lfm2_nas.report.trials import COLUMNS, summarize_study
+from lfm2_nas.search.config import SearchConfig
+
+
+def _atomic_write(path: Path, write: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_table(rows: list[dict[str, Any]], path: Path) -> Path:
+    """``rows`` as CSV with the :data:`~lfm2_nas.report.trials.COLUMNS` in order."""
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    return _atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def write_summary(summary: dict[str, Any], path: Path) -> Path:
+    text = json.dumps(summary, indent=2, default=str) + "\n"
+    return _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def write_plot(points: pd.DataFrame, x_label: str, y_label: str, path: Path) -> Path:
+    """:func:`~lfm2_nas.report.study.pareto_points` drawn by :func:`~lfm2_nas.report.plots.plot_pareto`, as a PNG."""
+    from matplotlib.figure import Figure
+
+    from lfm2_nas.report.plots import plot_pareto
+
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    plot_pareto(points, x_label, y_label, ax=fig.subplots())
+    return _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+
+
+def write_results(config: SearchConfig, study: optuna.Study, folder: Path) -> dict[str, Any]:
+    """``trials.csv``, ``pareto.csv``, ``summary.json`` and (once something is measured) ``pareto.png``
+    into ``folder``; returns the summary."""
+    summary = summarize_study(config, study)
+    data = read_study(study, summary) if summary["rows"] else None
+    points = pareto_points(data, x="decode_ms", y="quality") if data is not None else pd.DataFrame()
+    rows, front = summary.pop("rows"), summary["pareto_front"]
+    write_table(rows, folder / "trials.csv")
+    write_table(front, folder / "pareto.csv")
+    write_summary({**summary, "pareto_front": [r["trial"] for r in front]}, folder / "summary.json")
+    if data is not None and not points.empty:
+        write_plot(points, axis_label(data, "decode_ms"), axis_label(data, "quality"), folder / "pareto.png")
+    return summary
