@@ -55,7 +55,7 @@ def _open(config: Any, storage: str | None, root: Path | None) -> tuple[Any, str
     from lfm2_nas.search.recovery import on_stale_trial
     from lfm2_nas.search.storage import open_storage, study_location
 
-    location = study_location(config.study.name, storage or config.study.storage, root)
+    location = study_location(config.study.name, storage, config.study.storage, root=root)
     return open_storage(location, on_stale_trial=on_stale_trial), location
 
 
@@ -67,8 +67,9 @@ def _locate(file: Path | None, storage: str | None, study: str | None, root: Pat
 
     config = _config(file) if file is not None or study is None else None
     name = study or config.study.name
+    location = study_location(name, storage, config.study.storage if config else None, root=root)
     try:
-        return open_stored_study(study_location(name, storage or (config.study.storage if config else None), root), name)
+        return open_stored_study(location, name)
     except FileNotFoundError as err:
         raise _fail([f"{err}; or run 'lfm2-nas search run' first"]) from None
 
@@ -238,7 +239,7 @@ def export(
     storage: StorageOption = None,
     study: StudyOption = None,
     root: RootOption = None,
-    out: Annotated[Path | None, typer.Option("--out", help="folder for the tables (default: experiments/<study>)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="folder for the tables (default: <root>/<study>)")] = None,
     checkpoint: Annotated[list[int] | None, typer.Option("--checkpoint", help="trial number to export as an HF checkpoint (repeatable)")] = None,
     pareto_checkpoints: Annotated[bool, typer.Option("--pareto-checkpoints", help="export every Pareto-front layout as an HF checkpoint")] = False,
 ) -> None:

@@ -94,7 +94,7 @@ def load_study(location: str | Path, study: str | None = None) -> StudyData:
         except SearchConfigError as err:
             raise ValueError(f"{err.source}: {'; '.join(err.problems)}") from None
         study = study or search.study.name
-        text = study_location(search.study.name, search.study.storage)
+        text = study_location(search.study.name, search.study.storage)  # its storage, else its journal
     config, loaded = open_stored_study(text, study)
     summary = summarize_study(config, loaded)
     if not summary["rows"]:

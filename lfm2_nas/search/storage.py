@@ -42,11 +42,11 @@ def study_dir(name: str, root: str | Path | None = None) -> Path:
     return experiments_root(root) / name
 
 
-def study_location(name: str, storage: str | None = None, root: str | Path | None = None) -> str:
-    """Where study ``name`` is stored: ``storage`` (a ``--storage`` or a search file's ``[study] storage``,
-    a database URL or a journal file) when given, else its embedded journal ``<root>/<name>/journal.log``.
-    The one rule ``search run``, ``search worker``, ``search status|export`` and ``report study`` follow."""
-    return storage or str(study_dir(name, root) / JOURNAL_NAME)
+def study_location(name: str, *given: str | None, root: str | Path | None = None) -> str:
+    """Where study ``name`` is stored: the first storage given (``--storage``, then the search file's
+    ``[study] storage``: a database URL or a journal file), else its embedded journal
+    ``<root>/<name>/journal.log``. The one rule ``search run|status|export`` and ``report study`` follow."""
+    return next((g for g in given if g), None) or str(study_dir(name, root) / JOURNAL_NAME)
 
 
 def redact(url: str) -> str:
