@@ -32,3 +32,20 @@ def test_mismatched_dimensions_raise():
 
 def test_non_dominated():
     assert sorted(non_dominated([(1, 2), (2, 1), (2, 2), (1, 2)])) == [(1.0, 2.0), (2.0, 1.0)]
+
+
+def test_dominates_is_optunas_dominance():
+    """One definition of dominance, the same as optuna's own (values normalised to minimisation)."""
+    import itertools
+
+    from optuna.study import StudyDirection
+    from optuna.study._multi_objective import _dominates
+    from optuna.trial import create_trial
+
+    from lfm2_nas.report.front import dominates, minimised
+
+    directions = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
+    values = list(itertools.product([1.0, 2.0], [1.0, 2.0]))
+    for a, b in itertools.product(values, values):
+        ours = dominates(*(tuple(minimised(v, d.name.lower()) for v, d in zip(p, directions)) for p in (a, b)))
+        assert ours == _dominates(create_trial(values=list(a)), create_trial(values=list(b)), directions), (a, b)
