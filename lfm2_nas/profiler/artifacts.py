@@ -57,15 +57,8 @@ def ensure_artifact(
     found = _verified(path)
     if found is not None:
         return found
-    path.parent.mkdir(parents=True, exist_ok=True)
     _record(path).unlink(missing_ok=True)
-    kwargs = {"backend": backend, "spec": spec.to_dict(), "quant": quant, "max_len": max_len, "path": str(path),
-              "seed": seed}
-    outcome = run_in_child("lfm2_nas.profiler.artifacts:export_here", kwargs, threads or available_cpus(), timeout_s)
-    if not outcome.ok:
-        path.unlink(missing_ok=True)
-        raise ArtifactFailed(outcome.reason or "the export process failed")
-    artifact = Artifact.from_dict(outcome.value)
+    artifact = export_artifact(backend, spec, quant, max_len, path, seed=seed, threads=threads, timeout_s=timeout_s)
     record = {**artifact.to_dict(), "sha256": _sha256(path)}
     tmp = _record(path).with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=1) + "\n")
@@ -73,10 +66,37 @@ def ensure_artifact(
     return artifact
 
 
-def export_here(backend: str, spec: dict[str, Any], quant: str, max_len: int, path: str, seed: int) -> dict[str, Any]:
-    """Export in this process (the child target of :func:`ensure_artifact`); the artifact's record with
+def export_artifact(
+    backend: str,
+    spec: ModelSpec,
+    quant: str,
+    max_len: int,
+    path: Path,
+    *,
+    seed: int = 0,
+    checkpoint: Path | None = None,
+    threads: int | None = None,
+    timeout_s: float | None = None,
+) -> Artifact:
+    """Export ``spec`` to ``path`` in a freshly spawned process (its peak memory is the export's own);
+    :class:`ArtifactFailed` when that process fails, with nothing left at ``path``."""
+    get_runtime(backend).check(spec, quant)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    kwargs = {"backend": backend, "spec": spec.to_dict(), "quant": quant, "max_len": max_len, "path": str(path),
+              "seed": seed, "checkpoint": None if checkpoint is None else str(checkpoint)}
+    outcome = run_in_child("lfm2_nas.profiler.artifacts:export_here", kwargs, threads or available_cpus(), timeout_s)
+    if not outcome.ok:
+        Path(path).unlink(missing_ok=True)
+        raise ArtifactFailed(outcome.reason or "the export process failed")
+    return Artifact.from_dict(outcome.value)
+
+
+def export_here(backend: str, spec: dict[str, Any], quant: str, max_len: int, path: str, seed: int,
+                checkpoint: str | None) -> dict[str, Any]:
+    """Export in this process (the child target of :func:`export_artifact`); the artifact's record with
     this process's peak resident memory as the export's."""
-    artifact = get_runtime(backend).export(ModelSpec.from_dict(spec), quant, max_len, Path(path), seed=seed)
+    artifact = get_runtime(backend).export(ModelSpec.from_dict(spec), quant, max_len, Path(path), seed=seed,
+                                           checkpoint=None if checkpoint is None else Path(checkpoint))
     record = artifact.to_dict()
     record["export_peak_rss_bytes"] = read_status_bytes("VmHWM") or artifact.export_peak_rss_bytes
     return record
