@@ -17,7 +17,7 @@ import json
 import time
 from pathlib import Path
 
-from lfm2_nas.profiler import TimingConfig, Workload, load_or_measure_hardware, profile_layout
+from lfm2_nas.profiler import Settings, load_or_measure_hardware, profile_layout
 from lfm2_nas.profiler.runner import run_in_child
 
 GIB = 2**30
@@ -48,7 +48,7 @@ def timing_check() -> dict:
 
     work()
     host_ms = wall_ms_per_call(work, 10, device="cuda")
-    events = summarize(sample_ms(work, TimingConfig(warmup=2, min_count=10, min_duration_s=0.5), device="cuda"))
+    events = summarize(sample_ms(work, Settings(warmup=2, min_count=10, min_duration_s=0.5), device="cuda"))
     return {"check": "cuda_timing", "host_ms": host_ms, "event_ms_median": events.median,
             "relative_difference": events.median / host_ms - 1, "ok": abs(events.median / host_ms - 1) <= 0.10}
 
@@ -74,9 +74,8 @@ def main() -> None:
     checks.append({"check": "hardware", **hardware.to_dict(), "ok": "bfloat16" in hardware.native_dtypes})
     print(json.dumps(checks[-1]), flush=True)
 
-    workload = Workload(512, 1024, dtype="bfloat16", device="cuda")
-    result = profile_layout("lfm2-1.2b", workload, hardware, timing=TimingConfig(3, 20, 1.0),
-                            store=args.out_dir / "rows.jsonl", use_cache=False)
+    settings = Settings(512, 1024, dtype="bfloat16", device="cuda", warmup=3, min_count=20, min_duration_s=1.0)
+    result = profile_layout("lfm2-1.2b", settings, hardware, store=args.out_dir / "rows.jsonl", use_cache=False)
     row = {k: v for k, v in result.to_row().items() if not k.endswith("_samples")}
     checks.append({"check": "lfm2-1.2b-bf16", **row, "ok": result.ok})
     print(json.dumps(checks[-1]), flush=True)

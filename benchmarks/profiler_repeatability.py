@@ -17,7 +17,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from lfm2_nas.profiler import TimingConfig, Workload, load_or_measure_hardware, profile_layout
+from lfm2_nas.profiler import Settings, load_or_measure_hardware, profile_layout
 
 
 def main() -> None:
@@ -37,13 +37,13 @@ def main() -> None:
     args = parser.parse_args()
 
     hardware = load_or_measure_hardware(args.device)
-    workload = Workload(args.prompt_len, args.depth, dtype=args.dtype, device=args.device, threads=args.threads)
-    timing = TimingConfig(warmup=3, min_count=args.min_count, min_duration_s=args.min_duration_s,
-                          processes=args.processes)
+    settings = Settings(args.prompt_len, args.depth, dtype=args.dtype, device=args.device, threads=args.threads,
+                        warmup=3, min_count=args.min_count, min_duration_s=args.min_duration_s,
+                        processes=args.processes)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
-            result = profile_layout(args.spec, workload, hardware, timing=timing, store=Path(tmp) / "rows.jsonl",
+            result = profile_layout(args.spec, settings, hardware, store=Path(tmp) / "rows.jsonl",
                                     use_cache=False)
             if not result.ok:
                 raise SystemExit(f"repeat {i} failed: {result.reason}")
@@ -67,10 +67,9 @@ def main() -> None:
     summary = {
         "benchmark": "profiler_repeatability",
         "spec": args.spec,
-        "workload": workload.resolved().to_dict(),
+        "settings": settings.resolved().to_dict(),
         "hardware": hardware.label,
         "repeats": args.repeats,
-        "timing": timing.to_dict(),
         "decode_ms_per_token_mean": statistics.mean(decode),
         "decode_ms_per_token_cv": cv,
         "prefill_ms_cv": statistics.stdev(prefill) / statistics.mean(prefill),

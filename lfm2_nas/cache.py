@@ -77,6 +77,17 @@ class HybridCache:
         self.position.zero_()
         self.conv.zero_()
 
+    def seek(self, depth: int) -> None:
+        """Treat positions ``0 .. depth-1`` as filled: the next token goes to position ``depth``.
+
+        K/V already written there are kept (the profiler rewinds to a depth before every timed step,
+        and fills a cache synthetically by writing K/V and then seeking). Conv state is not touched.
+        """
+        if not 0 <= depth <= self.max_len:
+            raise ValueError(f"cannot seek to position {depth}: the cache holds 0..{self.max_len}")
+        self.seq_len = depth
+        self.position.fill_(depth)
+
     def snapshot(self) -> tuple[int, torch.Tensor, torch.Tensor]:
         """A copy of the position and the conv state, for :meth:`restore`.
 

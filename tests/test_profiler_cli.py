@@ -27,7 +27,7 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     "args, message",
     [
         (["profile", "lfm2-9b"], "error: 'lfm2-9b' is not a variant name"),
-        (["profile", "lfm2-tiny", "--device", "tpu"], "error: unknown device 'tpu': use cpu, cuda or cuda:N"),
+        (["profile", "lfm2-tiny", "--device", "tpu"], "error: --device: unknown device 'tpu': use cpu, cuda or cuda:N"),
         (["sweep", "no-such-sweep.toml"], "error: sweep file no-such-sweep.toml does not exist"),
     ],
 )
@@ -48,8 +48,9 @@ def test_a_malformed_sweep_file_is_one_line_too(tmp_path):
     done = _cli("sweep", str(path))
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        f"error: sweep file {path}: unknown key(s) ['threds'] in [workload]; "
-        "known: batch, context_depth, device, dtype, lengths, prompt_len, threads"
+        f"error: sweep file {path}: [workload] threds: unknown key; known: prompt_len, context_depth, batch, "
+        "threads, dtype, device, backend, quant, warmup, min_count, min_duration_s, processes, cache_fill, "
+        "memory_limit, timeout_s, lengths"
     )
 
 

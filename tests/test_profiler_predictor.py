@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lfm2_nas import get_spec
-from lfm2_nas.profiler import LatencyPredictor, Workload
+from lfm2_nas.profiler import LatencyPredictor, Settings
 from lfm2_nas.profiler.predictor import FEATURES, features, held_out_errors
 from lfm2_nas.profiler.result import SPEC_PREFIX
 
@@ -23,7 +23,7 @@ def _rows(noise: float = 0.0, seed: int = 0) -> list[dict]:
         for width in (512, 1024):
             spec = get_spec("lfm2-350m", pattern=pattern, hidden_size=width, num_heads=width // 64)
             for prompt, depth, batch in ((32, 128, 1), (256, 1024, 1), (128, 2048, 2)):
-                wl = Workload(prompt, depth, batch=batch, threads=2)
+                wl = Settings(prompt, depth, batch=batch, threads=2)
                 times = {p: 1e3 * features(p, spec, wl) @ TRUE[p] * (1 + noise * rng.standard_normal()) for p in TRUE}
                 rows.append({
                     "ok": True, "hardware": "cpu-test@2000-01-01", "layout": f"{pattern}-{width}",
@@ -39,7 +39,7 @@ def test_a_known_law_is_recovered_and_predicts_held_out_layouts_exactly():
     rows = _rows()
     predictor = LatencyPredictor().fit(rows)
     spec = get_spec("lfm2-350m", pattern="CCCACCCACCCACCCA")
-    wl = Workload(200, 700, threads=2)
+    wl = Settings(200, 700, threads=2)
     expected = tuple(1e3 * features(p, spec, wl) @ TRUE[p] for p in ("prefill", "decode"))
     assert predictor.predict(spec, wl) == pytest.approx(expected, rel=1e-3)
     report = held_out_errors(rows)
@@ -56,11 +56,11 @@ def test_noisy_rows_give_a_held_out_error_near_the_noise():
 def test_save_load_round_trip_and_clear_errors(tmp_path):
     predictor = LatencyPredictor().fit(_rows())
     loaded = LatencyPredictor.load(predictor.save(tmp_path / "p.json"))
-    spec, wl = get_spec("lfm2-350m"), Workload(64, 256, threads=2)
+    spec, wl = get_spec("lfm2-350m"), Settings(64, 256, threads=2)
     assert loaded.predict(spec, wl) == predictor.predict(spec, wl)
     assert loaded.hardware == ["cpu-test"] and set(FEATURES) == {"prefill", "decode"}
     with pytest.raises(LookupError, match="threads=1"):
-        predictor.predict(spec, Workload(64, 256, threads=1))
+        predictor.predict(spec, Settings(64, 256, threads=1))
     mixed = _rows() + [{**r, "hardware": "other@2000-01-01"} for r in _rows()[:3]]
     with pytest.raises(ValueError, match="several machines"):
         LatencyPredictor().fit(mixed)

@@ -52,7 +52,7 @@ def test_the_committed_example_sweep_plans_every_combination():
         "lfm2-tiny", "lfm2-350m", "lfm2-350m:CCCCCCCCCCCCCCCC", "350m-attn-every-other"
     ]
     assert plan.layouts[3][1].num_kv_heads == 4 and plan.layouts[3][1].pattern == "CA" * 8
-    assert [(w.prompt_len, w.context_depth) for w in plan.workloads] == [(64, 256), (64, 2048), (256, 256), (256, 2048)]
+    assert [(w.prompt_len, w.context_depth) for w in plan.settings] == [(64, 256), (64, 2048), (256, 256), (256, 2048)]
     assert len(plan.items()) == 16 and plan.out_dir == Path("experiments/results/example")
 
 
@@ -67,8 +67,8 @@ batch = [1, 2]
 threads = [1, 2]
 dtype = ["float32", "bfloat16"]
 """))
-    assert len(plan.workloads) == 2 * 2 * 2 * 2
-    assert {(w.prompt_len, w.context_depth) for w in plan.workloads} == {(8, 16), (32, 64)}
+    assert len(plan.settings) == 2 * 2 * 2 * 2
+    assert {(w.prompt_len, w.context_depth) for w in plan.settings} == {(8, 16), (32, 64)}
     assert plan.name == "sweep"
 
 
@@ -82,7 +82,7 @@ dtype = ["float32", "bfloat16"]
         ("variants = [\"lfm2-9b\"]\n[workload]\nprompt_len = 8\ncontext_depth = 8\n", "is not a variant name"),
         ("[[layouts]]\nname = \"x\"\nhidden_size = 100\nnum_heads = 3\n[workload]\nprompt_len = 8\ncontext_depth = 8\n",
          "not divisible by num_heads"),
-        ("variants = [\"lfm2-tiny\"]\n[workload]\nprompt_len = 0\ncontext_depth = 8\n", "prompt_len must be"),
+        ("variants = [\"lfm2-tiny\"]\n[workload]\nprompt_len = 0\ncontext_depth = 8\n", "[workload] prompt_len: must be an integer >= 1"),
         ("variants = [\"lfm2-tiny\"]\n[workload]\nprompt_len = [8, 9]\ncontext_depth = 8\nlengths = \"zip\"\n", "as many"),
     ],
 )
@@ -92,6 +92,27 @@ def test_malformed_sweep_files_raise_one_clear_error(tmp_path, text, message):
         load_sweep(path)
     assert message in str(info.value) and str(path) in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_every_problem_of_a_sweep_file_is_named_on_one_line(tmp_path):
+    path = _write(tmp_path, 'variants = ["lfm2-tiny"]\n[workload]\nprompt_len = [0, 8]\ncontext_depth = 8\n'
+                            'memory_limit = "lots"\nbackend = "llamacpp"\nquant = "8da4w"\n')
+    with pytest.raises(SweepFileError) as info:
+        load_sweep(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "[workload] prompt_len: must be an integer >= 1, got 0" in message
+    assert "[workload] memory_limit: 'lots' is not a size" in message
+
+
+def test_older_sweep_files_with_timing_and_run_tables_read_as_one_workload(tmp_path):
+    old = load_sweep(_write(tmp_path, 'variants = ["lfm2-tiny"]\n[workload]\nprompt_len = 8\ncontext_depth = 8\n'
+                                      '[timing]\nmin_count = 3\n[run]\nmemory_limit_bytes = 0\ntimeout_s = 60\n'
+                                      'allow_emulated = true\n', "old.toml"))
+    new = load_sweep(_write(tmp_path, 'variants = ["lfm2-tiny"]\nallow_emulated = true\n[workload]\nprompt_len = 8\n'
+                                      'context_depth = 8\nmin_count = 3\ntimeout_s = 60\n', "new.toml"))
+    assert old.settings == new.settings and old.allow_emulated and new.allow_emulated
+    assert old.settings[0].memory_limit_bytes is None and old.settings[0].min_count == 3
 
 
 def test_a_killed_sweep_resumes_keeping_every_finished_row_once(tmp_path, profiles):
@@ -126,14 +147,14 @@ def test_a_killed_sweep_resumes_keeping_every_finished_row_once(tmp_path, profil
     def no_measuring(*args, **kwargs):
         raise AssertionError("a finished sweep must measure nothing")
 
-    import lfm2_nas.profiler.layout as layout_module
+    import lfm2_nas.profiler.profile as profile_module
 
-    original = layout_module.run_in_child
-    layout_module.run_in_child = no_measuring
+    original = profile_module.run_in_child
+    profile_module.run_in_child = no_measuring
     try:
         again = run_sweep(load_sweep(path), progress=False)
     finally:
-        layout_module.run_in_child = original
+        profile_module.run_in_child = original
     assert (again.cached, again.measured) == (3, 0)
 
 

@@ -6,7 +6,8 @@ import pytest
 from search_helpers import TINY_TOML, tiny_config
 
 from lfm2_nas.search import default_search_file, load_config
-from lfm2_nas.search.config import SearchConfigError, parse_bytes, parse_config, parse_count_range
+from lfm2_nas.search.config import SearchConfigError, parse_config, parse_count_range
+from lfm2_nas.units import parse_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,12 +111,29 @@ def test_fingerprint_ignores_target_count_but_not_space():
     assert a.fingerprint() != tiny_config(**{"kv_heads = [1, 2]": "kv_heads = [2]"}).fingerprint()
 
 
-def test_profiler_options_checked():
-    config = tiny_config('\n[target.profiler]\nmin_count = 3\nmin_duration_s = 0.2\nmemory_limit = "2 GiB"\n')
-    assert config.target.profiler == {"min_count": 3, "min_duration_s": 0.2, "memory_limit": 2 * 2**30}
-    problems = _problems(TINY_TOML + '\n[target.profiler]\nmin_count = 0\ncache_fill = "zeros"\nrepeat = 2\n')
-    assert [p.split(":")[0] for p in problems] == [
-        "[target] profiler.min_count", "[target] profiler.cache_fill", "[target] profiler.repeat"]
+def test_target_takes_every_profiler_setting_and_reports_each_problem():
+    config = tiny_config(**{"[target]": '[target]\nmin_count = 3\nmin_duration_s = 0.2\nmemory_limit = "2 GiB"\nprocesses = 2'})
+    t = config.target
+    assert (t.min_count, t.min_duration_s, t.memory_limit_bytes, t.processes) == (3, 0.2, 2 * 2**30, 2)
+    problems = _problems(TINY_TOML.replace("[target]", '[target]\nmin_count = 0\ncache_fill = "zeros"\nrepeat = 2'))
+    assert [p.split(":")[0] for p in problems] == ["[target] min_count", "[target] cache_fill", "[target] repeat"]
+
+
+def test_older_target_profiler_tables_still_read_and_mean_the_same():
+    old = tiny_config('\n[target.profiler]\nmin_count = 3\nmin_duration_s = 0.2\nmemory_limit = "2 GiB"\n')
+    new = tiny_config(**{"[target]": '[target]\nmin_count = 3\nmin_duration_s = 0.2\nmemory_limit = "2 GiB"'})
+    assert old.target == new.target and old.fingerprint() == new.fingerprint()
+    problems = _problems(TINY_TOML.replace("[target]", "[target]\nwarmup = 1") + "\n[target.profiler]\nwarmup = 2\n")
+    assert problems == ["[target] profiler.warmup: warmup is also set in [target]; keep one"]
+
+
+def test_a_deployment_backend_is_checked_with_its_scheme():
+    config = tiny_config(**{"[target]": '[target]\nbackend = "llamacpp"\nquant = "q4_0"'})
+    assert (config.target.backend, config.target.quant, config.target.fill) == ("llamacpp", "q4_0", "prefill")
+    problems = _problems(TINY_TOML.replace("[target]", '[target]\nbackend = "executorch"\nquant = "q4_0"'))
+    assert problems == ["[target] quant: the executorch backend has no scheme 'q4_0'; choose one of fp32, 8da4w"]
+    problems = _problems(TINY_TOML.replace("[target]", '[target]\nbackend = "tflite"'))
+    assert problems == ["[target] backend: unknown value 'tflite'; choose one of torch, executorch, llamacpp"]
 
 
 def test_quality_options_checked():

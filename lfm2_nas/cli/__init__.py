@@ -1,7 +1,7 @@
 """The ``lfm2-nas`` command line: one typer sub-app per command group.
 
 Every command parses its arguments and calls one library function. Errors a user can fix
-(``ValueError``, ``LookupError``, ``OSError``) print one ``error: ...`` line and exit with status 2;
+(``ValueError``, ``LookupError``, ``OSError``, a runtime that is not installed) print one ``error: ...`` line and exit with status 2;
 set ``LFM2_NAS_DEBUG=1`` to see the traceback instead.
 """
 
@@ -13,6 +13,7 @@ import sys
 import typer
 
 from lfm2_nas.cli import build, profile, quality, report, search, sweep, variants
+from lfm2_nas.runtimes.base import RuntimeUnavailable
 
 app = typer.Typer(
     name="lfm2-nas",
@@ -29,7 +30,7 @@ app.add_typer(profile.app, name="profile")
 app.command("sweep")(sweep.sweep)
 app.add_typer(report.app, name="report")
 
-USER_ERRORS = (ValueError, LookupError, OSError)
+USER_ERRORS = (ValueError, LookupError, OSError, RuntimeUnavailable)
 
 
 def main() -> None:

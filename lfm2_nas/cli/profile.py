@@ -12,6 +12,8 @@ from typer.core import TyperGroup
 
 from lfm2_nas.cli.output import Format, emit
 from lfm2_nas.profiler.result import BUSY_OTHER_CORES
+from lfm2_nas.profiler.settings import Settings, SettingsError, read_settings
+from lfm2_nas.runtimes import BACKENDS, QUANTS
 from lfm2_nas.units import format_bytes
 
 
@@ -33,40 +35,53 @@ app = typer.Typer(
 FormatOption = Annotated[Format, typer.Option("--format", help="table for people, json for machines")]
 
 
+_DEFAULT = Settings()
+
+
 @app.command("run")
 def run(
     specs: Annotated[list[str], typer.Argument(help="variant name, NAME:PATTERN, pattern or config.json path")],
-    prompt_len: Annotated[list[int], typer.Option("--prompt-len", help="prompt tokens (repeatable)")] = [128],
-    depth: Annotated[list[int], typer.Option("--depth", help="decode context depth (repeatable)")] = [512],
-    batch: Annotated[list[int], typer.Option("--batch", help="sequences per batch (repeatable)")] = [1],
+    prompt_len: Annotated[list[int], typer.Option("--prompt-len", help="prompt tokens (repeatable)")] = [_DEFAULT.prompt_len],
+    depth: Annotated[list[int], typer.Option("--depth", help="decode context depth (repeatable)")] = [_DEFAULT.context_depth],
+    batch: Annotated[list[int], typer.Option("--batch", help="sequences per batch (repeatable)")] = [_DEFAULT.batch],
     threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all this process may use)")] = None,
-    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16")] = "float32",
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = "cpu",
-    warmup: Annotated[int, typer.Option(help="untimed calls before sampling")] = 2,
-    min_count: Annotated[int, typer.Option(help="at least this many samples per phase")] = 10,
-    min_duration_s: Annotated[float, typer.Option(help="and at least this many seconds per phase")] = 1.0,
-    processes: Annotated[int, typer.Option(help="independent measuring processes, samples pooled")] = 1,
-    cache_fill: Annotated[str, typer.Option(help="fill the decode cache: synthetic or prefill")] = "synthetic",
+    dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16 (torch backend)")] = _DEFAULT.dtype,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N")] = _DEFAULT.device,
+    backend: Annotated[str, typer.Option(help=f"runtime: {', '.join(BACKENDS)}")] = _DEFAULT.backend,
+    quant: Annotated[Optional[str], typer.Option(help="the backend's scheme: " + "; ".join(
+        f"{b}: {', '.join(q)}" for b, q in QUANTS.items() if b != "torch"))] = None,
+    warmup: Annotated[int, typer.Option(help="untimed calls before sampling")] = _DEFAULT.warmup,
+    min_count: Annotated[int, typer.Option(help="at least this many samples per phase")] = _DEFAULT.min_count,
+    min_duration_s: Annotated[float, typer.Option(help="and at least this many seconds per phase")] = _DEFAULT.min_duration_s,
+    processes: Annotated[int, typer.Option(help="independent measuring processes, samples pooled")] = _DEFAULT.processes,
+    cache_fill: Annotated[Optional[str], typer.Option(help="fill the decode cache: synthetic (torch default) or prefill")] = None,
+    memory_limit: Annotated[Optional[str], typer.Option(help="cap above the measuring process's start-up, e.g. '4 GiB'")] = None,
+    timeout_s: Annotated[Optional[float], typer.Option(help="give up on one measuring process after this long")] = None,
     remeasure: Annotated[bool, typer.Option("--remeasure", help="ignore cached results")] = False,
     allow_emulated: Annotated[bool, typer.Option("--allow-emulated", help="measure a non-native dtype anyway")] = False,
-    timeout_s: Annotated[Optional[float], typer.Option(help="give up on one measurement after this long")] = None,
     out: Annotated[Optional[Path], typer.Option(help="also write the rows as CSV/Parquet into this folder")] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Profile each SPEC at every prompt length x depth x batch, each in a fresh process."""
-    from lfm2_nas.profiler import TimingConfig, Workload, load_or_measure_hardware, profile_layout
+    from lfm2_nas.profiler import load_or_measure_hardware, profile_layout
     from lfm2_nas.profiler.store import write_tables
     from lfm2_nas.resolve import resolve_spec
 
     layouts = [(text, resolve_spec(text)) for text in specs]  # fail on a bad spec before measuring anything
-    workloads = [Workload(p, d, batch=b, dtype=dtype, device=device, threads=threads)
-                 for p in prompt_len for d in depth for b in batch]
-    timing = TimingConfig(warmup=warmup, min_count=min_count, min_duration_s=min_duration_s, processes=processes)
+    options = {
+        "prompt_len": prompt_len, "context_depth": depth, "batch": batch, "threads": threads, "dtype": dtype,
+        "device": device, "backend": backend, "quant": quant, "warmup": warmup, "min_count": min_count,
+        "min_duration_s": min_duration_s, "processes": processes, "cache_fill": cache_fill,
+        "memory_limit": memory_limit, "timeout_s": timeout_s,
+    }
+    names = {key: "--" + ("depth" if key == "context_depth" else key).replace("_", "-") for key in options}
+    settings, problems = read_settings({k: v for k, v in options.items() if v is not None}, "", axes=True, names=names)
+    if problems:
+        raise SettingsError(problems)
     hardware = load_or_measure_hardware(device)
     results = [
-        profile_layout(spec, wl, hardware, timing=timing, cache_fill=cache_fill, use_cache=not remeasure,
-                       allow_emulated=allow_emulated, timeout_s=timeout_s, label=label)
-        for label, spec in layouts for wl in workloads
+        profile_layout(spec, s, hardware, use_cache=not remeasure, allow_emulated=allow_emulated, label=label)
+        for label, spec in layouts for s in settings
     ]
     rows = [r.to_row() for r in results]
     if out is not None:
@@ -92,6 +107,7 @@ def summary_row(row: dict[str, Any]) -> dict[str, Any]:
         flags.append(f"busy machine ({row['other_cpu_cores']:.1f} other cores)")
     return {
         "layout": row["layout"],
+        "backend": row.get("backend", "torch") if row.get("backend", "torch") == "torch" else f"{row['backend']} {row['quant']}",
         "prompt": row["prompt_len"],
         "depth": row["context_depth"],
         "batch": row["batch"],

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lfm2_nas.profiler.runner import run_in_child
-from lfm2_nas.profiler.workload import available_cpus, check_device
+from lfm2_nas.profiler.settings import available_cpus, check_device
 
 #: A dtype is native when its matmul throughput reaches this fraction of float32's.
 NATIVE_FRACTION = 0.5
@@ -120,7 +120,7 @@ def load_or_measure_hardware(
         raise DeviceError(str(err)) from None
     directory = directory or profiles_dir()
     identity = device_identity(device)
-    saved = sorted(directory.glob(f"{identity['slug']}-????-??-??.json"))
+    saved = _saved(identity["slug"], directory)
     if saved and not remeasure:
         return HardwareProfile.load(saved[-1])
     threads = threads or available_cpus()
@@ -135,6 +135,17 @@ def load_or_measure_hardware(
     })
     profile.save(directory)
     return profile
+
+
+def has_saved_profile(device: str, directory: Path | None = None) -> bool:
+    """Whether this machine already has a saved profile of ``device`` (measuring one needs the CPU to
+    itself, so callers that share the machine take a lock first)."""
+    return bool(_saved(device_identity(device)["slug"], directory or profiles_dir()))
+
+
+def _saved(slug: str, directory: Path) -> list[Path]:
+    """Saved profile files of ``slug``, oldest first (``<slug>-YYYY-MM-DD.json``)."""
+    return sorted(directory.glob(f"{slug}-????-??-??.json"))
 
 
 def device_identity(device: str) -> dict[str, Any]:
@@ -227,17 +238,18 @@ def measure_peaks(device: str) -> dict[str, Any]:
 
     from lfm2_nas.profiler.contention import OtherCpuMeter
     from lfm2_nas.profiler.stats import summarize
-    from lfm2_nas.profiler.timing import TimingConfig, sample_ms
+    from lfm2_nas.profiler.settings import Settings
+    from lfm2_nas.profiler.timing import sample_ms
 
     meter = OtherCpuMeter()
     cuda = device.startswith("cuda")
-    config = TimingConfig(warmup=2, min_count=5, min_duration_s=0.5)
+    config = Settings(warmup=2, min_count=5, min_duration_s=0.5)
     onednn = not cuda and torch.backends.mkldnn.is_available()
 
     def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:  # x (m, k) @ w (n, k)^T, as in the model
         return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
 
-    def best(kernels: dict[str, Any], work: float, timing: TimingConfig = config) -> tuple[float, dict, dict]:
+    def best(kernels: dict[str, Any], work: float, timing: Settings = config) -> tuple[float, dict, dict]:
         """Best rate (``work`` per second) over the kernels that run, and each one's best and median rate."""
         stats = {name: summarize(sample_ms(fn, timing, device=device)) for name, fn in kernels.items() if _runs(fn)}
         peak = {name: work / (s.min / 1e3) for name, s in stats.items()}
@@ -265,7 +277,7 @@ def measure_peaks(device: str) -> dict[str, Any]:
 
         # A small probe first: an emulated dtype can be ~100x slower, too slow for a full-size run.
         probe_n, full_n = (2048, 8192) if cuda else (512, 2048)
-        quick = TimingConfig(warmup=1, min_count=3, min_duration_s=0.0)
+        quick = Settings(warmup=1, min_count=3, min_duration_s=0.0)
         probe = {name: best(matmul_kernels(probe_n, getattr(torch, name)), 2 * probe_n**3, quick)[0]
                  for name in ("float32", *REDUCED_DTYPES)}
         native = tuple(name for name in REDUCED_DTYPES if probe[name] >= NATIVE_FRACTION * probe["float32"])

@@ -4,9 +4,10 @@ Order of events, each memory figure taken after freed memory was handed back:
 
 1. baseline: the process after torch start-up;
 2. build the model (random weights in ordinary process memory, not a memory-mapped file);
-3. allocate the cache for ``Workload.max_len`` positions (static on CUDA, see below);
+3. allocate the cache for ``Settings.max_len`` positions (static on CUDA, see below);
 4. decode: fill the cache to ``context_depth``, then time single decode steps, rewinding the cache
-   position to ``context_depth`` before each step so every sample runs at the same depth;
+   position to ``context_depth`` before each step (:meth:`HybridCache.seek`) so every sample runs
+   at the same depth;
 5. prefill: time the prompt from an empty cache (last-position logits only), resetting before each.
 
 Decode is timed before prefill so that its small activation peak is not hidden by memory glibc keeps
@@ -30,19 +31,23 @@ from typing import Any
 
 from lfm2_nas.profiler.contention import OtherCpuMeter
 from lfm2_nas.profiler.memory import MemoryProbe
-from lfm2_nas.profiler.timing import TimingConfig, sample_ms
-from lfm2_nas.profiler.workload import Workload
+from lfm2_nas.profiler.settings import Settings
+from lfm2_nas.profiler.timing import sample_ms
 from lfm2_nas.spec import ModelSpec
 
+#: Tokens per chunk when a deployment runtime's cache is filled to a depth (bounded activations).
+FILL_CHUNK = 512
 
-def measure_layout(spec: dict[str, Any], workload: dict[str, Any], timing: dict[str, Any], cache_fill: str) -> dict[str, Any]:
-    """Measure one layout on one workload (child target); returns samples and memory figures."""
+
+def measure_layout(spec: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """Measure one layout under one setting with the torch backend (child target); returns samples
+    and memory figures."""
     import torch
 
     from lfm2_nas.generation import prefill
     from lfm2_nas.model import build_model
 
-    layout, wl, config = ModelSpec.from_dict(spec), Workload.from_dict(workload), TimingConfig(**timing)
+    layout, wl = ModelSpec.from_dict(spec), Settings.from_dict(settings)
     dtype, device = getattr(torch, wl.dtype), wl.device
     if device.startswith("cuda"):
         torch.cuda.set_device(torch.device(device))
@@ -61,21 +66,19 @@ def measure_layout(spec: dict[str, Any], workload: dict[str, Any], timing: dict[
     cache_bytes = probe.settle() - baseline - weights
     peaks.append(probe.peak_bytes())
 
-    _fill(model, cache, wl.context_depth, cache_fill, generator)
+    _fill(model, cache, wl.context_depth, wl.fill, generator)
     step, decode_path = _decode_step(model, cache, token, cuda)
 
-    def rewind() -> None:
-        cache.seq_len = wl.context_depth
-        cache.position.fill_(wl.context_depth)
-
     meter = OtherCpuMeter()
-    decode_ms, decode_act, decode_peak = probe.phase(lambda: sample_ms(step, config, setup=rewind, device=device))
+    decode_ms, decode_act, decode_peak = probe.phase(
+        lambda: sample_ms(step, wl, setup=lambda: cache.seek(wl.context_depth), device=device)
+    )
     if cuda:  # prefill over an ordinary cache: a static one would attend over all max_len positions
         del step, cache
         probe.settle()
         cache = model.new_cache(wl.batch, wl.max_len)
     prefill_ms, prefill_act, prefill_peak = probe.phase(
-        lambda: sample_ms(lambda: prefill(model, prompt, cache), config, setup=cache.reset, device=device)
+        lambda: sample_ms(lambda: prefill(model, prompt, cache), wl, setup=cache.reset, device=device)
     )
     peaks += [decode_peak, prefill_peak]
     environment = {**_environment(torch, device), "other_cpu_cores": meter.other_cores(), "decode_path": decode_path}
@@ -125,8 +128,7 @@ def _fill(model: Any, cache: Any, depth: int, how: str, generator: Any) -> None:
         raise ValueError(f"unknown cache_fill {how!r}: use synthetic or prefill")
     for buffer in (cache.k[:, :, :, :depth], cache.v[:, :, :, :depth], cache.conv):
         buffer.copy_(torch.randn(buffer.shape, generator=generator, dtype=torch.float32))
-    cache.seq_len = depth
-    cache.position.fill_(depth)
+    cache.seek(depth)
 
 
 def _environment(torch: Any, device: str) -> dict[str, Any]:
@@ -134,3 +136,62 @@ def _environment(torch: Any, device: str) -> dict[str, Any]:
     if device.startswith("cuda"):
         env["gpu_name"] = torch.cuda.get_device_name(torch.device(device))
     return env
+
+
+def measure_artifact(spec: dict[str, Any], settings: dict[str, Any], artifact: dict[str, Any]) -> dict[str, Any]:
+    """Measure a deployment runtime's exported artifact (child target), with the contract of
+    :func:`measure_layout`: the runtime loaded with the settings' threads; its cache filled to the depth
+    by a real prefill of random tokens (in chunks of :data:`FILL_CHUNK`); single decode steps timed,
+    the cache rewound to the depth before each (every sample runs at the same depth); the prompt timed
+    from an empty cache. Memory: the process's resident set, with the runtime's own buffer sizes
+    (``runtime_weights_bytes``, ``runtime_cache_bytes``, ``runtime_compute_bytes``) where it shows them; ``weights_bytes`` is the growth at load less the cache
+    the runtime reports (loading allocates both)."""
+    import numpy as np
+
+    from lfm2_nas.runtimes import get_runtime
+    from lfm2_nas.runtimes.base import Artifact
+
+    layout, wl = ModelSpec.from_dict(spec), Settings.from_dict(settings)
+    runtime = get_runtime(wl.backend)
+    rng = np.random.default_rng(0)
+    prompt = rng.integers(0, layout.vocab_size, wl.prompt_len).tolist()
+    history = rng.integers(0, layout.vocab_size, wl.context_depth).tolist()
+    token = int(rng.integers(0, layout.vocab_size))
+    probe = MemoryProbe("cpu")
+
+    baseline = probe.settle()
+    probe.reset_peak()
+    session = runtime.load(Artifact.from_dict(artifact), wl.threads)
+    loaded = probe.settle() - baseline
+    peaks = [probe.peak_bytes()]
+    runtime_memory = session.memory()
+    cache_bytes = runtime_memory.get("cache_bytes") or 0
+    session.rewind(0)
+    for start in range(0, wl.context_depth, FILL_CHUNK):
+        session.extend(history[start:start + FILL_CHUNK])
+
+    meter = OtherCpuMeter()
+    decode_ms, decode_act, decode_peak = probe.phase(
+        lambda: sample_ms(lambda: session.extend([token]), wl, setup=lambda: session.rewind(wl.context_depth))
+    )
+    prefill_ms, prefill_act, prefill_peak = probe.phase(lambda: sample_ms(lambda: session.prefill(prompt), wl))
+    peaks += [decode_peak, prefill_peak]
+    other = meter.other_cores()
+    session.close()
+    return {
+        "prefill_ms": prefill_ms,
+        "decode_ms": decode_ms,
+        "memory": {
+            "method": probe.method,
+            "baseline_bytes": baseline,
+            "weights_bytes": max(loaded - cache_bytes, 0),
+            "cache_bytes": cache_bytes,
+            "prefill_activation_bytes": prefill_act if probe.resettable else None,
+            "decode_activation_bytes": decode_act if probe.resettable else None,
+            "peak_bytes": max(peaks) - baseline,
+            "process_peak_bytes": max(peaks),
+            "reserved_peak_bytes": None,
+        },
+        "environment": {"other_cpu_cores": other, "decode_path": f"{wl.backend} {wl.quant}",
+                        **{f"runtime_{k}": runtime_memory.get(k) for k in ("weights_bytes", "cache_bytes", "compute_bytes")}},
+    }

@@ -203,11 +203,14 @@ def _int_or_none(value: Any) -> int | None:
     return int(value)
 
 
-def predicted_memory(spec: ModelSpec, prompt_len: int, batch: int, max_len: int, dtype: str) -> dict[str, int]:
-    """The ``*_pred`` fields of :class:`MemoryReport` for one workload."""
+def predicted_memory(spec: ModelSpec, prompt_len: int, batch: int, max_len: int, dtype: str,
+                     cache_dtype: str | None = None, weights_bytes: int | None = None) -> dict[str, int]:
+    """The ``*_pred`` fields of :class:`MemoryReport` for one workload: weights and cache from the cost
+    model at ``dtype`` (the cache at ``cache_dtype`` when the runtime keeps it in another), or
+    ``weights_bytes`` when given (a deployment runtime's artifact size: its weights as stored)."""
     return {
-        "weights_bytes_pred": cost.weight_bytes(spec, dtype),
-        "cache_bytes_pred": cost.cache_bytes(spec, max_len, batch, dtype),
+        "weights_bytes_pred": weights_bytes if weights_bytes is not None else cost.weight_bytes(spec, dtype),
+        "cache_bytes_pred": cost.cache_bytes(spec, max_len, batch, cache_dtype or dtype),
         "prefill_activation_bytes_pred": activation_bytes_estimate(spec, prompt_len, batch, dtype),
         "decode_activation_bytes_pred": activation_bytes_estimate(spec, 1, batch, dtype),
     }

@@ -25,7 +25,7 @@ import numpy as np
 
 from lfm2_nas import cost
 from lfm2_nas.profiler.result import spec_from_row
-from lfm2_nas.profiler.workload import Workload
+from lfm2_nas.profiler.settings import Settings
 from lfm2_nas.spec import ModelSpec
 
 PHASES = ("prefill", "decode")
@@ -38,7 +38,7 @@ FEATURES = {
 _TARGET = {"prefill": "prefill_ms_median", "decode": "decode_ms_median"}
 
 
-def features(phase: str, spec: ModelSpec, workload: Workload) -> np.ndarray:
+def features(phase: str, spec: ModelSpec, workload: Settings) -> np.ndarray:
     """The analytic terms of ``phase`` (see module docstring), in :data:`FEATURES` order."""
     b = cost.dtype_bytes(workload.dtype)
     batch, h = workload.batch, spec.hidden_size
@@ -65,16 +65,16 @@ def features(phase: str, spec: ModelSpec, workload: Workload) -> np.ndarray:
     return np.asarray(terms + layers, dtype=float)
 
 
-def setup_key(workload: Workload) -> str:
-    """Which fitted model serves a workload: ``device|dtype|threads=N``."""
-    return f"{workload.device}|{workload.dtype}|threads={workload.resolved().threads}"
+def setup_key(workload: Settings) -> str:
+    """Which fitted model serves a workload: ``device|dtype|threads=N`` for the torch backend,
+    ``device|backend quant|threads=N`` for a deployment runtime."""
+    s = workload.resolved()
+    weights = s.dtype if s.backend == "torch" else f"{s.backend} {s.quant}"
+    return f"{s.device}|{weights}|threads={s.threads}"
 
 
-def _workload_of(row: dict[str, Any]) -> Workload:
-    return Workload(
-        int(row["prompt_len"]), int(row["context_depth"]), batch=int(row["batch"]), dtype=str(row["dtype"]),
-        device=str(row["device"]), threads=int(row["threads"]),
-    )
+def _workload_of(row: dict[str, Any]) -> Settings:
+    return Settings.from_dict(row)
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ class LatencyPredictor:
             self.rows_used[setup] = len(group)
         return self
 
-    def predict(self, spec: ModelSpec, workload: Workload) -> tuple[float, float]:
+    def predict(self, spec: ModelSpec, workload: Settings) -> tuple[float, float]:
         """``(prefill_ms, decode_ms_per_token)``; LookupError for a setup it was not fitted on."""
         setup = setup_key(workload)
         if setup not in self.coefficients:

@@ -9,9 +9,8 @@ from typing import Any
 
 from lfm2_nas import cost
 from lfm2_nas.profiler.memory import MemoryReport
+from lfm2_nas.profiler.settings import Settings
 from lfm2_nas.profiler.stats import Stats
-from lfm2_nas.profiler.timing import TimingConfig
-from lfm2_nas.profiler.workload import Workload
 from lfm2_nas.spec import ModelSpec
 
 SPEC_PREFIX = "spec_"
@@ -22,20 +21,31 @@ ENVIRONMENT_COLUMNS = (
     "measured_at", "decode_path", "other_cpu_cores", "python_version", "torch_version", "cuda_version", "cpu_model", "gpu_name",
     "threads_requested", "torch_num_threads", "omp_num_threads", "mkl_num_threads", "openblas_num_threads",
     "prefill_ms_process_medians", "decode_ms_process_medians",
+    # deployment runtimes: the artifact measured and what exporting it cost
+    "runtime_version", "artifact_bytes", "export_s", "export_peak_bytes", "artifact_details",
+    "runtime_weights_bytes", "runtime_cache_bytes", "runtime_compute_bytes",
 )
+#: The settings that decide what a timing means; ``timeout_s`` only decides whether one is taken.
+_TIMING_KEYS = ("warmup", "min_count", "min_duration_s", "processes")
 
 
-def result_key(spec: ModelSpec, workload: Workload, hardware_slug: str, timing: TimingConfig, cache_fill: str,
-               memory_limit_bytes: int | None = None) -> str:
-    """Cache key of a measurement: (spec, hardware, resolved workload, timing settings, cache fill, memory limit)."""
-    parts = {
+def result_key(spec: ModelSpec, settings: Settings, hardware_slug: str, runtime_version: str | None = None) -> str:
+    """Cache key of a measurement: (spec, hardware, resolved workload, timing, cache fill, memory limit,
+    and for a deployment runtime its backend, scheme and version). Torch-backend keys are those of
+    results stored before backends existed, so those stay valid."""
+    s = settings.resolved()
+    workload = s.workload()
+    runtime = {k: workload.pop(k) for k in ("backend", "quant")}
+    parts: dict = {
         "spec": spec.spec_hash(),
         "hardware": hardware_slug,
-        "workload": workload.resolved().to_dict(),
-        "timing": timing.to_dict(),
-        "cache_fill": cache_fill,
-        "memory_limit_bytes": memory_limit_bytes,
+        "workload": workload,
+        "timing": {k: getattr(s, k) for k in _TIMING_KEYS},
+        "cache_fill": s.cache_fill,
+        "memory_limit_bytes": s.memory_limit_bytes,
     }
+    if s.backend != "torch":
+        parts["runtime"] = {**runtime, "version": runtime_version}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -51,9 +61,7 @@ class ProfileResult:
     key: str
     label: str
     spec: ModelSpec
-    workload: Workload
-    timing: TimingConfig
-    cache_fill: str
+    settings: Settings
     ok: bool
     reason: str | None = None
     dtype_native: bool = True
@@ -88,16 +96,16 @@ class ProfileResult:
         """Tokens per second over the whole batch: ``batch * 1000 / median decode ms``."""
         if not self.decode_ms_per_token:
             return None
-        return self.workload.batch * 1e3 / self.decode_ms_per_token.median
+        return self.settings.batch * 1e3 / self.decode_ms_per_token.median
 
     def roofline(self) -> dict[str, float | None]:
         """Achieved FLOP/s and bytes/s from the cost model's work over the median times, and their
         fraction of the hardware profile's measured peaks."""
-        wl, spec = self.workload, self.spec
+        wl, spec = self.settings, self.spec
         out: dict[str, float | None] = {
             "prefill_flops": float(cost.prefill_flops(spec, wl.prompt_len, wl.batch)),
             "decode_flops": float(cost.decode_flops(spec, wl.context_depth, wl.batch)),
-            "decode_read_bytes": float(cost.decode_read_bytes(spec, wl.context_depth, wl.batch, wl.dtype)),
+            "decode_read_bytes": float(self._decode_read_bytes()),
         }
         rates = {"prefill_flops_per_s": None, "decode_flops_per_s": None, "decode_bytes_per_s": None}
         if self.prefill_ms:
@@ -111,6 +119,18 @@ class ProfileResult:
         out["decode_flops_fraction"] = _fraction(rates["decode_flops_per_s"], self.peak_flops_per_s)
         out["decode_bandwidth_fraction"] = _fraction(rates["decode_bytes_per_s"], self.peak_bandwidth_bytes_per_s)
         return out
+
+    def _decode_read_bytes(self) -> int:
+        """Bytes one decode step reads: the cost model's weights and K/V at ``dtype`` (torch); for a
+        deployment runtime, the artifact's size on disk (its weights as stored, quantized or not) plus
+        the K/V the cost model gives at the runtime's cache dtype."""
+        wl, spec = self.settings, self.spec
+        artifact = self.environment.get("artifact_bytes")
+        if wl.backend == "torch" or artifact is None:
+            return cost.decode_read_bytes(spec, wl.context_depth, wl.batch, wl.dtype)
+        from lfm2_nas.runtimes import CACHE_DTYPES
+
+        return int(artifact) + cost.kv_cache_bytes(spec, wl.context_depth, wl.batch, CACHE_DTYPES[wl.backend])
 
     # ---- rows ----------------------------------------------------------------------------------
     def to_row(self) -> dict[str, Any]:
@@ -127,9 +147,7 @@ class ProfileResult:
             "num_attention_layers": spec.num_attention_layers,
             "num_conv_layers": spec.num_conv_layers,
             "ffn_dim": spec.ffn_dim,
-            **self.workload.to_dict(),
-            **self.timing.to_dict(),
-            "cache_fill": self.cache_fill,
+            **self.settings.resolved().to_dict(),
             "ok": self.ok,
             "reason": self.reason,
             "dtype_native": self.dtype_native,
@@ -158,10 +176,7 @@ class ProfileResult:
             key=row["key"],
             label=row["layout"],
             spec=spec,
-            workload=Workload.from_dict(row),
-            timing=TimingConfig(warmup=row["warmup"], min_count=row["min_count"], min_duration_s=row["min_duration_s"],
-                                processes=row.get("processes", 1)),
-            cache_fill=row["cache_fill"],
+            settings=Settings.from_dict(row),
             ok=bool(row["ok"]),
             reason=row.get("reason"),
             dtype_native=bool(row.get("dtype_native", True)),

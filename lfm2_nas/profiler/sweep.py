@@ -1,9 +1,10 @@
-"""Sweep files: layouts x prompt lengths x context depths x batch x threads x dtype x device.
+"""Sweep files: layouts x measurement settings (every combination).
 
 A sweep file is TOML (see ``experiments/sweeps/example.toml``)::
 
     name = "example"                  # results in experiments/results/<name>/ unless out = "..."
     variants = ["lfm2-tiny", "lfm2-350m:CCCCCCCCCCCCCCCC"]   # anything resolve_spec accepts
+    allow_emulated = false            # measure a dtype the device only emulates (rows are marked)
 
     [[layouts]]                       # more layouts: a registered base plus spec field overrides
     name = "w768"
@@ -11,25 +12,20 @@ A sweep file is TOML (see ``experiments/sweeps/example.toml``)::
     hidden_size = 768
     num_heads = 12
 
-    [workload]                        # each entry a value or a list of values
+    [workload]                        # the profiler's settings; each a value or a list (an axis)
     prompt_len = [128, 512]
     context_depth = [512]
     lengths = "cross"                 # "cross": every prompt_len with every depth; "zip": pairwise
-    batch = 1
     threads = 2
-    dtype = "float32"
-    device = "cpu"
-
-    [timing]                          # optional
-    warmup = 2
+    backend = ["torch", "executorch"] # and quant = [...]: a scheme list is crossed with backends,
+    warmup = 2                        # so give quant only with one backend
     min_count = 10
-    min_duration_s = 1.0
-    cache_fill = "synthetic"
-
-    [run]                             # optional
     timeout_s = 900
-    memory_limit_bytes = 0            # 0: no limit
-    allow_emulated = false
+    memory_limit = "4 GiB"
+
+Every key of ``[workload]`` is one of :data:`lfm2_nas.profiler.settings.TABLE_KEYS` and means what it
+means everywhere (:mod:`lfm2_nas.profiler.settings`). Files written before the settings were one
+table still read: their ``[timing]`` and ``[run]`` keys count as ``[workload]`` keys.
 
 Results: ``rows.jsonl`` in the output folder is the append-only store (the cache a re-run resumes
 from); ``rows.csv`` (and ``rows.parquet`` with pyarrow) hold this plan's rows in plan order,
@@ -38,17 +34,16 @@ rewritten atomically after every row.
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lfm2_nas.profiler.hardware import HardwareProfile, load_or_measure_hardware
-from lfm2_nas.profiler.layout import UnsupportedDtypeError, profile_layout
+from lfm2_nas.profiler.profile import UnsupportedDtypeError, profile_layout
 from lfm2_nas.profiler.result import ProfileResult, result_key
+from lfm2_nas.profiler.settings import Settings, read_settings
 from lfm2_nas.profiler.store import ResultStore, write_tables
-from lfm2_nas.profiler.timing import TimingConfig
-from lfm2_nas.profiler.workload import CACHE_FILLS, Workload, check_device
+from lfm2_nas.runtimes.base import ExportError
 from lfm2_nas.registry import get_spec
 from lfm2_nas.resolve import resolve_spec
 from lfm2_nas.spec import ModelSpec, spec_field_names
@@ -58,32 +53,27 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-_TOP = {"name", "out", "variants", "layouts", "workload", "timing", "run"}
-_WORKLOAD = {"prompt_len", "context_depth", "lengths", "batch", "threads", "dtype", "device"}
-_TIMING = {f.name for f in fields(TimingConfig)} | {"cache_fill"}
-_RUN = {"timeout_s", "memory_limit_bytes", "allow_emulated"}
+_TOP = {"name", "out", "variants", "layouts", "workload", "allow_emulated", "timing", "run"}
+#: Tables of older sweep files whose keys are now ``[workload]`` keys.
+_LEGACY_TABLES = ("timing", "run")
 
 
 class SweepFileError(ValueError):
-    """A sweep file that cannot be read or planned; the message names the file and the key."""
+    """A sweep file that cannot be read or planned; the message names the file and every problem."""
 
 
 @dataclass(frozen=True)
 class SweepPlan:
-    """Everything a sweep will measure, in order: every layout with every workload."""
+    """Everything a sweep will measure, in order: every layout with every setting."""
 
     name: str
     out_dir: Path
     layouts: tuple[tuple[str, ModelSpec], ...]
-    workloads: tuple[Workload, ...]
-    timing: TimingConfig = TimingConfig()
-    cache_fill: str = "synthetic"
-    timeout_s: float | None = None
-    memory_limit_bytes: int | None = None
+    settings: tuple[Settings, ...]
     allow_emulated: bool = False
 
-    def items(self) -> list[tuple[str, ModelSpec, Workload]]:
-        return [(label, spec, wl) for label, spec in self.layouts for wl in self.workloads]
+    def items(self) -> list[tuple[str, ModelSpec, Settings]]:
+        return [(label, spec, s) for label, spec in self.layouts for s in self.settings]
 
 
 @dataclass
@@ -107,7 +97,7 @@ class SweepOutcome:
 
 
 def load_sweep(path: Path | str) -> SweepPlan:
-    """Read and validate a sweep file; :class:`SweepFileError` names the first problem."""
+    """Read and validate a sweep file; :class:`SweepFileError` names every problem."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -136,49 +126,24 @@ def _plan(data: dict[str, Any], path: Path) -> SweepPlan:
     if not layouts:
         raise SweepFileError(f"sweep file {path}: no layouts; give variants = [...] or [[layouts]] tables")
 
-    workload = data.get("workload", {})
-    _no_unknown(workload, _WORKLOAD, "[workload]", path)
+    workload = dict(data.get("workload", {}))
+    _no_unknown(workload, set(workload), "[workload]", path)
+    allow_emulated = data.get("allow_emulated", False)
+    for legacy in _LEGACY_TABLES:
+        table = dict(data.get(legacy, {}))
+        _no_unknown(table, set(table), f"[{legacy}]", path)
+        allow_emulated = table.pop("allow_emulated", allow_emulated)
+        for key in sorted(set(table) & set(workload)):
+            raise SweepFileError(f"sweep file {path}: {key} is set in both [workload] and [{legacy}]; keep one")
+        workload.update(table)
     if "prompt_len" not in workload or "context_depth" not in workload:
         raise SweepFileError(f"sweep file {path}: [workload] needs prompt_len and context_depth")
-    prompts = _list(workload["prompt_len"], "workload.prompt_len", path)
-    depths = _list(workload["context_depth"], "workload.context_depth", path)
-    lengths = workload.get("lengths", "cross")
-    if lengths == "zip":
-        if len(prompts) != len(depths):
-            raise SweepFileError(f"sweep file {path}: lengths = \"zip\" needs as many prompt_len as context_depth values")
-        pairs = list(zip(prompts, depths))
-    elif lengths == "cross":
-        pairs = list(itertools.product(prompts, depths))
-    else:
-        raise SweepFileError(f"sweep file {path}: workload.lengths must be \"cross\" or \"zip\", got {lengths!r}")
-    axes = [_list(workload.get(k, default), f"workload.{k}", path)
-            for k, default in (("batch", 1), ("threads", None), ("dtype", "float32"), ("device", "cpu"))]
-    for device in axes[3]:
-        check_device(device)
-    workloads = tuple(
-        Workload(p, d, batch=b, threads=t, dtype=dt, device=dev)
-        for (p, d), b, t, dt, dev in itertools.product(pairs, *axes)
-    )
-
-    timing_table = dict(data.get("timing", {}))
-    _no_unknown(timing_table, _TIMING, "[timing]", path)
-    cache_fill = timing_table.pop("cache_fill", "synthetic")
-    if cache_fill not in CACHE_FILLS:
-        raise SweepFileError(f"sweep file {path}: timing.cache_fill must be one of {', '.join(CACHE_FILLS)}")
-    run = data.get("run", {})
-    _no_unknown(run, _RUN, "[run]", path)
+    settings, problems = read_settings(workload, "[workload]", axes=True)
+    if problems:
+        raise SweepFileError(f"sweep file {path}: " + "; ".join(problems))
     out = Path(data["out"]) if "out" in data else Path("experiments") / "results" / name
-    return SweepPlan(
-        name=name,
-        out_dir=out,
-        layouts=tuple(layouts),
-        workloads=workloads,
-        timing=TimingConfig(**timing_table),
-        cache_fill=cache_fill,
-        timeout_s=run.get("timeout_s"),
-        memory_limit_bytes=run.get("memory_limit_bytes") or None,
-        allow_emulated=bool(run.get("allow_emulated", False)),
-    )
+    return SweepPlan(name=name, out_dir=out, layouts=tuple(layouts), settings=tuple(settings),
+                     allow_emulated=bool(allow_emulated))
 
 
 def _no_unknown(table: Any, known: set[str], where: str, path: Path) -> None:
@@ -200,19 +165,25 @@ def run_sweep(plan: SweepPlan, progress: bool = True, retry_failed: bool = False
     """Measure every (layout, workload) of ``plan`` not already in its store; resumable at any point.
 
     Rows already in ``<out_dir>/rows.jsonl`` are reused; failed ones and those measured on a busy
-    machine are measured again with ``retry_failed``. A dtype the device does not run natively gives a refused row (``ok`` False)
-    unless the plan allows emulation. Unknown or missing devices raise before anything is measured.
+    machine are measured again with ``retry_failed``. A dtype the device does not run natively gives a
+    refused row (``ok`` False) unless the plan allows emulation; so does a layout a deployment runtime
+    cannot export. Unknown or missing devices and runtimes raise before anything is measured.
     """
     from tqdm.auto import tqdm
 
-    hardware = {wl.device: load_or_measure_hardware(wl.device) for wl in plan.workloads}
+    from lfm2_nas.runtimes import installed_version
+
+    for backend in sorted({s.backend for s in plan.settings} - {"torch"}):
+        installed_version(backend)  # a missing runtime stops the sweep before anything is measured
+    hardware = {s.device: load_or_measure_hardware(s.device) for s in plan.settings}
     store = ResultStore(plan.out_dir / "rows.jsonl")
     outcome = SweepOutcome()
     items = plan.items()
     with tqdm(total=len(items), desc=plan.name, unit="row", disable=not progress) as bar:
-        for label, spec, workload in items:
-            bar.set_postfix_str(f"{label} p{workload.prompt_len} d{workload.context_depth} b{workload.batch}")
-            result = _profile(plan, label, spec, workload, hardware[workload.device], store, retry_failed)
+        for label, spec, settings in items:
+            bar.set_postfix_str(f"{label} {settings.backend} p{settings.prompt_len} d{settings.context_depth} "
+                                f"b{settings.batch}")
+            result = _profile(plan, label, spec, settings, hardware[settings.device], store, retry_failed)
             outcome.rows.append(result.to_row())
             if result.reason and result.reason.startswith("refused"):
                 outcome.refused += 1
@@ -227,17 +198,15 @@ def run_sweep(plan: SweepPlan, progress: bool = True, retry_failed: bool = False
     return outcome
 
 
-def _profile(plan: SweepPlan, label: str, spec: ModelSpec, workload: Workload, hardware: HardwareProfile,
+def _profile(plan: SweepPlan, label: str, spec: ModelSpec, settings: Settings, hardware: HardwareProfile,
              store: ResultStore, retry_failed: bool) -> ProfileResult:
+    """One row of the sweep: measured (or cached), or refused with the reason (an emulated dtype, a
+    layout the backend cannot export)."""
     try:
-        return profile_layout(
-            spec, workload, hardware, timing=plan.timing, cache_fill=plan.cache_fill, store=store,
-            retry_failed=retry_failed, allow_emulated=plan.allow_emulated, timeout_s=plan.timeout_s,
-            memory_limit_bytes=plan.memory_limit_bytes, label=label,
-        )
-    except UnsupportedDtypeError as err:
-        workload = workload.resolved()
-        key = result_key(spec, workload, hardware.slug, plan.timing, plan.cache_fill, plan.memory_limit_bytes)
-        return ProfileResult(key=key, label=label, spec=spec, workload=workload, timing=plan.timing,
-                             cache_fill=plan.cache_fill, ok=False, reason=f"refused: {err}", dtype_native=False,
+        return profile_layout(spec, settings, hardware, store=store, retry_failed=retry_failed,
+                              allow_emulated=plan.allow_emulated, label=label)
+    except (UnsupportedDtypeError, ExportError) as err:
+        settings = settings.resolved()
+        return ProfileResult(key=result_key(spec, settings, hardware.slug), label=label, spec=spec, settings=settings,
+                             ok=False, reason=f"refused: {err}", dtype_native=hardware.is_native(settings.dtype),
                              hardware=hardware.label)

@@ -1,5 +1,10 @@
 """Timing loop: warm up with the same shapes, then sample until BOTH a minimum count and a minimum
-duration are reached.
+duration are reached (the counts come from :class:`lfm2_nas.profiler.settings.Settings`).
+
+Several independent measuring processes (``Settings.processes``) have their samples pooled, as
+pyperf does: each process gets its own memory placement and its own stretch of time; on a shared VM
+whose memory-bound speed drifts by 10-20% over seconds, spreading a figure over several processes is
+what makes it repeatable.
 
 On CPU each sample is ``time.perf_counter`` around the call. On CUDA each sample is a pair of CUDA
 events around the call, with the device synchronised before the start event (so earlier queued work
@@ -10,48 +15,21 @@ Setup work (rewinding a cache) runs before each sample and is never timed.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
-
-@dataclass(frozen=True)
-class TimingConfig:
-    """How long to measure each phase.
-
-    ``warmup`` untimed calls with the same shapes first; then samples until at least ``min_count``
-    samples were taken AND at least ``min_duration_s`` seconds passed, whichever comes last.
-    ``processes``: that many independent measuring processes, their samples pooled (as pyperf
-    does). Each process gets its own memory placement and its own stretch of time; on a shared VM
-    whose memory-bound speed drifts by 10-20% over seconds, spreading a figure over several
-    processes is what makes it repeatable.
-    """
-
-    warmup: int = 2
-    min_count: int = 10
-    min_duration_s: float = 1.0
-    processes: int = 1
-
-    def __post_init__(self) -> None:
-        if self.warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
-        if self.min_count < 1:
-            raise ValueError(f"min_count must be >= 1, got {self.min_count}")
-        if self.min_duration_s < 0:
-            raise ValueError(f"min_duration_s must be >= 0, got {self.min_duration_s}")
-        if self.processes < 1:
-            raise ValueError(f"processes must be >= 1, got {self.processes}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+if TYPE_CHECKING:
+    from lfm2_nas.profiler.settings import Settings
 
 
 def sample_ms(
     fn: Callable[[], object],
-    config: TimingConfig,
+    config: Settings,
     setup: Callable[[], object] | None = None,
     device: str = "cpu",
 ) -> list[float]:
-    """Milliseconds of each timed call of ``fn`` (``setup`` runs untimed before every call, warmup included)."""
+    """Milliseconds of each timed call of ``fn`` (``setup`` runs untimed before every call, warmup
+    included): ``config.warmup`` untimed calls with the same shapes, then samples until at least
+    ``config.min_count`` samples were taken AND at least ``config.min_duration_s`` seconds passed."""
     timed = _cuda_timed if device.startswith("cuda") else _cpu_timed
     for _ in range(config.warmup):
         if setup is not None:

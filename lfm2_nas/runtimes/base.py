@@ -69,10 +69,12 @@ class Session(Protocol):
     max_len: int
 
     def prefill(self, tokens: Sequence[int]) -> Any:
-        """Run ``tokens`` from position 0 (the cache is emptied first); last-position logits."""
+        """Run ``tokens`` from position 0 (the cache is emptied first, conv state included); the last
+        position's logits."""
 
-    def step(self, token: int) -> Any:
-        """One decode step at the current position (which then advances by one); its logits."""
+    def extend(self, tokens: Sequence[int]) -> Any:
+        """Run ``tokens`` at the current position (which then advances by ``len(tokens)``); the last
+        position's logits. A decode step is ``extend([token])``; a long cache fill is several chunks."""
 
     def rewind(self, depth: int) -> None:
         """Make the cache hold exactly positions ``0 .. depth-1``: the next step runs at ``depth``."""
@@ -93,6 +95,13 @@ class Runtime(Protocol):
     quants: tuple[str, ...]
     #: The command that installs what this runtime needs.
     install_hint: str
+
+    #: File name suffix of this runtime's artifacts (``.pte``, ``.gguf``).
+    suffix: str
+
+    def check(self, spec: ModelSpec, quant: str) -> None:
+        """Raise :class:`ExportError` (one line) when ``spec`` or ``quant`` cannot be exported; cheap,
+        nothing is built (the profiler asks before measuring anything)."""
 
     def version(self) -> str:
         """Version string of the installed runtime; :class:`RuntimeUnavailable` when it is missing."""

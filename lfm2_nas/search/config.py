@@ -12,7 +12,10 @@ Sections (see ``lfm2_nas/search/default.toml`` and ``experiments/*.toml`` for co
     [space]      base (the LFM2 size seeded first), depth, attention, patterns (a family; the
                  base's pattern and its all-attention pattern are always added), hidden_size,
                  head_dim, kv_heads, ffn_rule, ffn_ratio, conv_kernel, vocab_size
-    [target]     device, dtype, threads, prompt_len, context_depth, batch, [target.profiler] options
+    [target]     the profiler's settings, one value each (:mod:`lfm2_nas.profiler.settings`): prompt_len,
+                 context_depth, batch, threads, dtype, device, backend, quant, warmup, min_count,
+                 min_duration_s, processes, cache_fill, memory_limit, timeout_s (older files'
+                 [target.profiler] keys still read as [target] keys)
     [budget]     params ("350M ± 10%"), peak_memory ("4 GiB"), decode_ms, prefill_ms, screen_margin
     [quality]    tier (analytic | synthetic | text, default text), budget, seed, [quality.options]
     [screening]  predictor (a saved latency-predictor JSON), min_rows (fit one from this study's
@@ -29,19 +32,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lfm2_nas.cost import dtype_bytes
+from lfm2_nas.profiler.settings import Settings, read_settings
 from lfm2_nas.quality.result import TIERS
 from lfm2_nas.registry import VARIANTS
 from lfm2_nas.resolve import resolve_spec
 from lfm2_nas.search.space import SearchSpace  # the space decides which seeds it can express
 from lfm2_nas.spec import ModelSpec, parse_pattern
+from lfm2_nas.units import parse_bytes
 
 SAMPLERS = ("tpe", "nsga2", "random")
 MODES = ("pareto", "single")
 #: Objective names of the pareto mode; ``quality`` is the quality tier's own metric.
 OBJECTIVES = ("quality", "decode_ms", "prefill_ms", "peak_bytes")
 FFN_RULES = ("lfm2", "width")
-DEVICES = ("cpu", "cuda")
 _STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -83,17 +86,6 @@ class SpaceSection:
 
 
 @dataclass(frozen=True)
-class TargetSection:
-    device: str = "cpu"
-    dtype: str = "float32"
-    threads: int | None = None
-    prompt_len: int = 256
-    context_depth: int = 1024
-    batch: int = 1
-    profiler: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class BudgetSection:
     params: tuple[int, int] | None = None
     peak_bytes: int | None = None
@@ -122,7 +114,7 @@ class SearchConfig:
 
     study: StudySection
     space: SpaceSection
-    target: TargetSection
+    target: Settings
     budget: BudgetSection
     quality: QualitySection
     screening: ScreeningSection
@@ -185,12 +177,6 @@ def parse_config(text: str, source: str = "<search file>", default_name: str = "
 # ---- value parsers (also used by the CLI) -----------------------------------------------------
 
 _COUNT_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9}
-_BYTE_SUFFIX = {
-    "": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
-}
-
-
 def parse_count(text: str) -> int:
     """``"350M"`` -> 350_000_000, ``"1.2B"`` -> 1_200_000_000, ``"64k"`` -> 64_000."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kmbg]?)\s*", text.lower())
@@ -220,21 +206,6 @@ def parse_count_range(value: Any) -> tuple[int, int]:
     if not 0 < low <= high:
         raise ValueError(f"range {value!r} gives [{low}, {high}]; need 0 < low <= high")
     return low, high
-
-
-def parse_bytes(value: Any) -> int:
-    """``"4 GiB"`` -> 4 * 2**30, ``"500MB"`` -> 500 * 10**6, an integer is bytes."""
-    if _is_number(value):
-        number, unit = float(value), ""
-    else:
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-z]*)\s*", str(value).lower())
-        if not match or match.group(2) not in _BYTE_SUFFIX:
-            raise ValueError(f"{value!r} is not a size; write e.g. \"4 GiB\", \"512 MiB\" or a number of bytes")
-        number, unit = float(match.group(1)), match.group(2)
-    size = int(number * _BYTE_SUFFIX[unit])
-    if size <= 0:
-        raise ValueError(f"size {value!r} must be > 0")
-    return size
 
 
 def _is_number(value: Any) -> bool:
@@ -437,53 +408,18 @@ def _read_space(r: _Reader, base: ModelSpec | None) -> SpaceSection:
     )
 
 
-def _read_target(r: _Reader) -> TargetSection:
-    dtype = r.string("target", "dtype", "float32") or "float32"
-    try:
-        dtype_bytes(dtype)
-    except ValueError as err:
-        r.problem("target", "dtype", str(err))
-    threads = r.get("target", "threads", None)
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        r.problem("target", "threads", f"must be an integer >= 1, got {threads!r}")
-        threads = None
-    profiler = r.table("target", "profiler")
-    for key, value in profiler.items():
-        problem = _profiler_option_problem(key, value)
-        if problem:
-            r.problem("target", f"profiler.{key}", problem)
-        elif key == "memory_limit":
-            profiler[key] = parse_bytes(value)
-    return TargetSection(
-        device=r.choice("target", "device", "cpu", DEVICES),
-        dtype=dtype,
-        threads=threads,
-        prompt_len=r.integer("target", "prompt_len", 256, minimum=1),
-        context_depth=r.integer("target", "context_depth", 1024, minimum=0),
-        batch=r.integer("target", "batch", 1, minimum=1),
-        profiler=profiler,
-    )
-
-
-#: ``[target.profiler]`` options: the profiler's timing loop, cache fill, time and memory caps.
-PROFILER_OPTIONS = ("warmup", "min_count", "min_duration_s", "cache_fill", "timeout_s", "memory_limit")
-
-
-def _profiler_option_problem(key: str, value: Any) -> str | None:
-    if key not in PROFILER_OPTIONS:
-        return f"unknown profiler option; known: {', '.join(PROFILER_OPTIONS)}"
-    if key in ("warmup", "min_count"):
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= (0 if key == "warmup" else 1)
-        return None if ok else f"must be an integer >= {0 if key == 'warmup' else 1}, got {value!r}"
-    if key in ("min_duration_s", "timeout_s"):
-        return None if _is_number(value) and value > 0 else f"must be a positive number of seconds, got {value!r}"
-    if key == "cache_fill":
-        return None if value in ("synthetic", "prefill") else f"must be 'synthetic' or 'prefill', got {value!r}"
-    try:
-        parse_bytes(value)
-    except ValueError as err:
-        return str(err)
-    return None
+def _read_target(r: _Reader) -> Settings:
+    table = dict(r.section("target"))
+    r.used["target"].update(table)  # every key is checked by the settings reader
+    legacy = table.pop("profiler", {})
+    if not isinstance(legacy, dict):
+        r.problem("target", "profiler", f"must be a table ([target.profiler]), got {legacy!r}")
+        legacy = {}
+    for key in sorted(set(legacy) & set(table)):
+        r.problem("target", f"profiler.{key}", f"{key} is also set in [target]; keep one")
+    settings, problems = read_settings({**legacy, **table}, "[target]", axes=False)
+    r.problems.extend(problems)
+    return settings[0] if settings else Settings()
 
 
 def _read_budget(r: _Reader) -> BudgetSection:

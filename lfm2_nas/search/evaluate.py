@@ -27,8 +27,6 @@ from lfm2_nas.search.measurements import LatencyResult, QualityScore
 from lfm2_nas.search.objectives import QUALITY_HIGHER_IS_BETTER
 from lfm2_nas.spec import ModelSpec
 
-#: ``[target.profiler]`` keys that set the profiler's timing loop; the others are passed as they are.
-TIMING_KEYS = ("warmup", "min_count", "min_duration_s")
 #: Measurements repeated when the profiler flags one busy (other processes used the CPU meanwhile)
 #: before the trial fails with that reason.
 BUSY_RETRIES = 2
@@ -46,34 +44,20 @@ def _scalar_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _unprofiled(device: str) -> bool:
-    """True when this machine has no saved hardware profile of ``device`` yet (measuring one needs
-    the CPU to itself)."""
-    from lfm2_nas.profiler.hardware import device_identity, profiles_dir
-
-    return not any(profiles_dir().glob(f"{device_identity(device)['slug']}-*.json"))
-
-
 class Measurer:
     """Measures layouts for one search file on this machine (see module docstring)."""
 
     def __init__(self, config: SearchConfig, folder: str | Path) -> None:
-        from lfm2_nas.profiler import LatencyPredictor, TimingConfig, Workload, load_or_measure_hardware
+        from lfm2_nas.profiler import LatencyPredictor, load_or_measure_hardware
+        from lfm2_nas.profiler.hardware import has_saved_profile
         from lfm2_nas.quality import ResultStore
 
-        t = config.target
         self.config = config
-        self.workload = Workload(
-            prompt_len=t.prompt_len, context_depth=t.context_depth, batch=t.batch,
-            dtype=t.dtype, device=t.device, threads=t.threads,
-        )
-        with cpu_lock(config.study.cpu_lock, exclusive=True) if _unprofiled(t.device) else contextlib.nullcontext():
-            self.profile = load_or_measure_hardware(t.device, threads=t.threads)
-        options = dict(t.profiler)  # validated by the config module
-        timing = {k: options.pop(k) for k in TIMING_KEYS if k in options}
-        if "memory_limit" in options:
-            options["memory_limit_bytes"] = options.pop("memory_limit")
-        self.profiler_options = {"timing": TimingConfig(**timing), **options}
+        self.settings = config.target
+        device = self.settings.device
+        lock = contextlib.nullcontext() if has_saved_profile(device) else cpu_lock(config.study.cpu_lock, exclusive=True)
+        with lock:
+            self.profile = load_or_measure_hardware(device, threads=self.settings.threads)
         self._predictor_cls = LatencyPredictor
         self.predictor = LatencyPredictor.load(config.screening.predictor) if config.screening.predictor else None
         self._predictor_from_file = self.predictor is not None
@@ -86,13 +70,15 @@ class Measurer:
     def latency(self, spec: ModelSpec) -> LatencyResult:
         from lfm2_nas.profiler import profile_layout
 
-        lock = contextlib.nullcontext() if self._profiled(spec) else cpu_lock(self.config.study.cpu_lock, exclusive=True)
-        with lock:
-            result = profile_layout(spec, self.workload, self.profile, **self.profiler_options)
+        from lfm2_nas.profiler.profile import is_measured
+
+        measured = is_measured(spec, self.settings, self.profile)
+        with contextlib.nullcontext() if measured else cpu_lock(self.config.study.cpu_lock, exclusive=True):
+            result = profile_layout(spec, self.settings, self.profile)
             for _ in range(BUSY_RETRIES):  # a figure measured while other processes ran is not kept
                 if not (result.ok and result.busy):
                     break
-                result = profile_layout(spec, self.workload, self.profile, retry_failed=True, **self.profiler_options)
+                result = profile_layout(spec, self.settings, self.profile, retry_failed=True)
         if not result.ok:
             return LatencyResult(ok=False, reason=result.reason or "unknown profiler failure")
         if result.busy:
@@ -107,16 +93,6 @@ class Measurer:
             unstable=result.prefill_ms.unstable or result.decode_ms_per_token.unstable,
             row=_scalar_row(result.to_row()),
         )
-
-    def _profiled(self, spec: ModelSpec) -> bool:
-        """Whether the profiler's store already holds this measurement (then nothing runs: no lock)."""
-        from lfm2_nas.profiler.layout import default_store
-        from lfm2_nas.profiler.result import result_key
-
-        o = self.profiler_options
-        key = result_key(spec, self.workload, self.profile.slug, o["timing"], o.get("cache_fill", "synthetic"),
-                         o.get("memory_limit_bytes"))
-        return default_store(self.profile).get(key) is not None
 
     def quality(self, spec: ModelSpec) -> QualityScore:
         from lfm2_nas.quality import evaluate, result_key
@@ -154,16 +130,21 @@ class Measurer:
         if self.predictor is None:
             return None
         try:
-            return self.predictor.predict(spec, self.workload.resolved())
+            return self.predictor.predict(spec, self.settings.resolved())
         except LookupError:  # fitted for another setup (threads, dtype): no prediction
             return None
 
     def decode_floor_ms(self, spec: ModelSpec) -> float | None:
-        t = self.config.target
+        """The fastest a decode step could be: bytes it must read at least over the measured bandwidth
+        (weights at the backend's scheme's minimum bits, the cache at its dtype)."""
+        t = self.settings
         bandwidth = self.profile.read_bandwidth_bytes_per_s
         if not bandwidth:
             return None
-        return cost.decode_read_bytes(spec, t.context_depth, t.batch, t.dtype) / bandwidth * 1e3
+        weights = cost.decode_read_bytes(spec, 0, t.batch, t.dtype) - cost.conv_state_bytes(spec, t.batch, t.dtype)
+        state = cost.kv_cache_bytes(spec, t.context_depth, t.batch, t.cache_dtype)
+        state += cost.conv_state_bytes(spec, t.batch, t.cache_dtype)
+        return (weights * t.weight_fraction + state) / bandwidth * 1e3
 
     def update_predictor(self, rows: list[dict[str, Any]]) -> None:
         if self._predictor_from_file:  # a predictor the user chose stays as it is

@@ -24,7 +24,7 @@ from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler, TPESample
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from lfm2_nas.search.config import SearchConfig, parse_config
+from lfm2_nas.search.config import SearchConfig, SearchConfigError, parse_config
 from lfm2_nas.search.measurements import Evaluator
 from lfm2_nas.search.objectives import objectives_for
 from lfm2_nas.search.recovery import TARGET_ATTR, counted_trials, recover_orphans, requeue
@@ -87,12 +87,24 @@ def open_study(config: SearchConfig, storage: BaseStorage, worker: bool = False)
         space = SearchSpace(config.space)
         for seed_name, spec in space.seed_specs().items():
             study.enqueue_trial(space.params_for(spec), user_attrs={"seed": seed_name}, skip_if_exists=True)
-    elif stored != config.fingerprint():
+    elif stored != config.fingerprint() and not _same_meaning(study.user_attrs.get(CONFIG_ATTR), config):
         raise StudyError(
             f"study {name!r} was created from a different search file (space, target, budgets or "
             "quality changed); resume it with the original file or give this one a new [study] name"
         )
     return study
+
+
+def _same_meaning(stored_text: str | None, config: SearchConfig) -> bool:
+    """Whether the search file stored in a study means what ``config`` means, read by today's parser
+    (a study created before a change of the fingerprint's form, e.g. the settings becoming one
+    table, still resumes with its own file)."""
+    if stored_text is None:
+        return False
+    try:
+        return parse_config(stored_text, default_name=config.study.name).fingerprint() == config.fingerprint()
+    except SearchConfigError:
+        return False
 
 
 def config_of(storage: BaseStorage, study_name: str) -> SearchConfig:

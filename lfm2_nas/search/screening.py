@@ -50,11 +50,13 @@ def _excess(value: float, limit: float) -> float:
 
 
 def peak_floor_bytes(spec: ModelSpec, config: SearchConfig) -> int:
-    """Memory the profiled process needs at least: the weights plus the static cache for the
-    longest sequence of the workload (prompt, or context depth + one decoded token)."""
+    """Memory the profiled process needs at least: the weights (at the backend's scheme's minimum
+    bits) plus the cache for the longest sequence of the workload (prompt, or context depth + one
+    decoded token)."""
     t = config.target
     longest = max(t.prompt_len, t.context_depth + 1)
-    return cost.weight_bytes(spec, t.dtype) + cost.cache_bytes(spec, longest, t.batch, t.dtype)
+    weights = int(cost.weight_bytes(spec, t.dtype) * t.weight_fraction)
+    return weights + cost.cache_bytes(spec, longest, t.batch, t.cache_dtype)
 
 
 def screen(spec: ModelSpec, config: SearchConfig, evaluator: Evaluator, attention_excess: int) -> Verdict:

@@ -1,15 +1,16 @@
 """profile_layout end to end on the tiny layout: rows, roofline, memory split, cache, failures, dtypes."""
 
+from dataclasses import replace
+
 import pytest
 
 from lfm2_nas import cost, get_spec
-from lfm2_nas.profiler import ProfileResult, ResultStore, TimingConfig, UnsupportedDtypeError, Workload, profile_layout
-from lfm2_nas.profiler import layout as layout_module
+from lfm2_nas.profiler import ProfileResult, ResultStore, Settings, UnsupportedDtypeError, profile_layout
+from lfm2_nas.profiler import profile as profile_module
 from lfm2_nas.profiler.runner import ChildOutcome
 from profiler_support import fake_cpu_profile
 
-FAST = TimingConfig(warmup=1, min_count=3, min_duration_s=0.0)
-WORKLOAD = Workload(prompt_len=16, context_depth=40, threads=1)
+WORKLOAD = Settings(prompt_len=16, context_depth=40, threads=1, warmup=1, min_count=3, min_duration_s=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def profiled(tmp_path_factory):
     folder = tmp_path_factory.mktemp("profiles")
     hardware = fake_cpu_profile(folder)
     store = ResultStore(folder / "rows.jsonl")
-    return hardware, store, profile_layout("lfm2-tiny", WORKLOAD, hardware, timing=FAST, store=store)
+    return hardware, store, profile_layout("lfm2-tiny", WORKLOAD, hardware, store=store)
 
 
 def test_a_profile_measures_both_phases_with_stats_memory_and_roofline(profiled):
@@ -50,8 +51,8 @@ def test_a_cached_result_is_returned_without_measuring(profiled, monkeypatch):
     def no_child(*args, **kwargs):
         raise AssertionError("a cached row must not be measured again")
 
-    monkeypatch.setattr(layout_module, "run_in_child", no_child)
-    again = profile_layout(get_spec("lfm2-tiny"), WORKLOAD, hardware, timing=FAST, store=store)
+    monkeypatch.setattr(profile_module, "run_in_child", no_child)
+    again = profile_layout(get_spec("lfm2-tiny"), WORKLOAD, hardware, store=store)
     assert again.cached and again.key == first.key
     assert again.to_row() == first.to_row()
     assert ProfileResult.from_row(first.to_row()).decode_ms_per_token == first.decode_ms_per_token
@@ -60,7 +61,7 @@ def test_a_cached_result_is_returned_without_measuring(profiled, monkeypatch):
 
 def test_out_of_memory_gives_a_failed_row_with_its_reason(profiled):
     hardware, store, _ = profiled
-    result = profile_layout("lfm2-350m", WORKLOAD, hardware, timing=FAST, store=store, memory_limit_bytes=64 * 2**20)
+    result = profile_layout("lfm2-350m", replace(WORKLOAD, memory_limit_bytes=64 * 2**20), hardware, store=store)
     assert not result.ok and result.reason.startswith("out of memory")
     assert result.prefill_ms is None and result.peak_bytes is None
     row = store.get(result.key)
@@ -69,11 +70,11 @@ def test_out_of_memory_gives_a_failed_row_with_its_reason(profiled):
 
 def test_a_dtype_the_device_only_emulates_is_refused_or_loudly_marked(profiled):
     hardware, store, _ = profiled  # the fake profile measured bfloat16 at 1/200 of float32
-    bf16 = Workload(prompt_len=16, context_depth=40, threads=1, dtype="bf16")
+    bf16 = replace(WORKLOAD, dtype="bf16")
     with pytest.raises(UnsupportedDtypeError, match="bfloat16 is not native"):
-        profile_layout("lfm2-tiny", bf16, hardware, timing=FAST, store=store)
+        profile_layout("lfm2-tiny", bf16, hardware, store=store)
     with pytest.warns(UserWarning, match="EMULATED"):
-        result = profile_layout("lfm2-tiny", bf16, hardware, timing=FAST, store=store, allow_emulated=True)
+        result = profile_layout("lfm2-tiny", bf16, hardware, store=store, allow_emulated=True)
     assert result.ok and not result.dtype_native and result.to_row()["dtype_native"] is False
     assert result.to_row()["dtype"] == "bfloat16"
 
@@ -81,10 +82,10 @@ def test_a_dtype_the_device_only_emulates_is_refused_or_loudly_marked(profiled):
 def test_rows_measured_on_a_busy_machine_are_flagged_and_retried_on_request(profiled, monkeypatch):
     hardware, store, first = profiled
     store.append({**first.to_row(), "other_cpu_cores": 1.2, "busy": True})
-    cached = profile_layout("lfm2-tiny", WORKLOAD, hardware, timing=FAST, store=store)
+    cached = profile_layout("lfm2-tiny", WORKLOAD, hardware, store=store)
     assert cached.cached and cached.busy
-    monkeypatch.setattr(layout_module, "run_in_child", lambda *a, **k: ChildOutcome(False, reason="stub: measured"))
-    again = profile_layout("lfm2-tiny", WORKLOAD, hardware, timing=FAST, store=store, retry_failed=True)
+    monkeypatch.setattr(profile_module, "run_in_child", lambda *a, **k: ChildOutcome(False, reason="stub: measured"))
+    again = profile_layout("lfm2-tiny", WORKLOAD, hardware, store=store, retry_failed=True)
     assert not again.cached and again.reason == "stub: measured"
 
 
@@ -101,9 +102,8 @@ def test_several_processes_pool_their_samples(profiled, monkeypatch):
         {**child, "prefill_ms": [14.0, 16.0], "decode_ms": [2.0, 2.0, 2.0],
          "environment": {**child["environment"], "other_cpu_cores": 0.5}},
     ])
-    monkeypatch.setattr(layout_module, "run_in_child", lambda *a, **k: ChildOutcome(True, next(values), threads={}))
-    timing = TimingConfig(warmup=1, min_count=3, min_duration_s=0.0, processes=2)
-    result = profile_layout("lfm2-tiny", WORKLOAD, hardware, timing=timing, store=store)
+    monkeypatch.setattr(profile_module, "run_in_child", lambda *a, **k: ChildOutcome(True, next(values), threads={}))
+    result = profile_layout("lfm2-tiny", replace(WORKLOAD, processes=2), hardware, store=store)
     assert result.prefill_ms.samples == (10.0, 12.0, 14.0, 16.0) and result.prefill_ms.median == 13.0
     assert result.decode_ms_per_token.count == 6 and result.decode_ms_per_token.median == 1.5
     assert result.environment["decode_ms_process_medians"] == [1.0, 2.0]

@@ -1,0 +1,126 @@
+"""The cache of exported artifacts: one file per (spec, quant, cache length, runtime version, seed).
+
+Exporting a layout to a deployment runtime takes seconds to minutes, so every artifact is kept in a
+folder (the profiler's is ``profiles/cache/artifacts``) beside a small JSON record of what it is and
+what making it cost (:class:`~lfm2_nas.runtimes.base.Artifact`) and the file's SHA-256. A file whose
+record is missing, or whose size or checksum disagrees with it (a partial copy, a crash mid-write,
+a corrupted disk), is exported again. Each export runs in a freshly spawned process
+(:func:`lfm2_nas.profiler.runner.run_in_child`), so its peak resident memory is its own and a crash
+or out-of-memory kill costs one export, not the caller.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from lfm2_nas.profiler.memory import read_status_bytes
+from lfm2_nas.profiler.runner import run_in_child
+from lfm2_nas.profiler.settings import available_cpus
+from lfm2_nas.runtimes import get_runtime, installed_version
+from lfm2_nas.runtimes.base import Artifact
+from lfm2_nas.spec import ModelSpec
+
+
+class ArtifactFailed(RuntimeError):
+    """An export that did not produce an artifact (crash, out of memory, timeout); one line why."""
+
+
+def artifact_path(backend: str, spec: ModelSpec, quant: str, max_len: int, directory: Path, seed: int = 0) -> Path:
+    """Where the artifact of these inputs lives in ``directory`` (the runtime's version is in the name,
+    so upgrading a runtime exports anew)."""
+    runtime = get_runtime(backend)
+    version = hashlib.sha256(installed_version(backend).encode()).hexdigest()[:8]
+    return Path(directory) / backend / f"{spec.spec_hash()}-{quant}-len{max_len}-seed{seed}-v{version}{runtime.suffix}"
+
+
+def ensure_artifact(
+    backend: str,
+    spec: ModelSpec,
+    quant: str,
+    max_len: int,
+    directory: Path,
+    *,
+    seed: int = 0,
+    threads: int | None = None,
+    timeout_s: float | None = None,
+) -> Artifact:
+    """The cached artifact of ``spec`` for ``backend``/``quant`` with a cache of ``max_len`` positions,
+    exported now when it is missing or fails its check. :class:`ArtifactFailed` when the export
+    process fails; :class:`~lfm2_nas.runtimes.base.ExportError` when the runtime cannot represent
+    the layout (checked first, nothing is written)."""
+    get_runtime(backend).check(spec, quant)
+    path = artifact_path(backend, spec, quant, max_len, directory, seed)
+    found = _verified(path)
+    if found is not None:
+        return found
+    _record(path).unlink(missing_ok=True)
+    artifact = export_artifact(backend, spec, quant, max_len, path, seed=seed, threads=threads, timeout_s=timeout_s)
+    record = {**artifact.to_dict(), "sha256": _sha256(path)}
+    tmp = _record(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, _record(path))
+    return artifact
+
+
+def export_artifact(
+    backend: str,
+    spec: ModelSpec,
+    quant: str,
+    max_len: int,
+    path: Path,
+    *,
+    seed: int = 0,
+    checkpoint: Path | None = None,
+    threads: int | None = None,
+    timeout_s: float | None = None,
+) -> Artifact:
+    """Export ``spec`` to ``path`` in a freshly spawned process (its peak memory is the export's own);
+    :class:`ArtifactFailed` when that process fails, with nothing left at ``path``."""
+    get_runtime(backend).check(spec, quant)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    kwargs = {"backend": backend, "spec": spec.to_dict(), "quant": quant, "max_len": max_len, "path": str(path),
+              "seed": seed, "checkpoint": None if checkpoint is None else str(checkpoint)}
+    outcome = run_in_child("lfm2_nas.profiler.artifacts:export_here", kwargs, threads or available_cpus(), timeout_s)
+    if not outcome.ok:
+        Path(path).unlink(missing_ok=True)
+        raise ArtifactFailed(outcome.reason or "the export process failed")
+    return Artifact.from_dict(outcome.value)
+
+
+def export_here(backend: str, spec: dict[str, Any], quant: str, max_len: int, path: str, seed: int,
+                checkpoint: str | None) -> dict[str, Any]:
+    """Export in this process (the child target of :func:`export_artifact`); the artifact's record with
+    this process's peak resident memory as the export's."""
+    artifact = get_runtime(backend).export(ModelSpec.from_dict(spec), quant, max_len, Path(path), seed=seed,
+                                           checkpoint=None if checkpoint is None else Path(checkpoint))
+    record = artifact.to_dict()
+    record["export_peak_rss_bytes"] = read_status_bytes("VmHWM") or artifact.export_peak_rss_bytes
+    return record
+
+
+def _record(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _verified(path: Path) -> Artifact | None:
+    """The artifact at ``path`` if its record exists and its size and checksum match; else None."""
+    try:
+        record = json.loads(_record(path).read_text())
+        if path.stat().st_size != record["size_bytes"] or _sha256(path) != record["sha256"]:
+            return None
+        del record["sha256"]
+        return Artifact.from_dict(record)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
