@@ -54,6 +54,10 @@ class Measurer:
 
         self.config = config
         self.settings = config.target
+        if self.settings.backend != "torch":
+            from lfm2_nas.runtimes import installed_version
+
+            installed_version(self.settings.backend)  # a missing runtime stops the run before any trial
         device = self.settings.device
         lock = contextlib.nullcontext() if has_saved_profile(device) else cpu_lock(config.study.cpu_lock, exclusive=True)
         with lock:
@@ -71,7 +75,14 @@ class Measurer:
         from lfm2_nas.profiler import profile_layout
 
         from lfm2_nas.profiler.profile import is_measured
+        from lfm2_nas.runtimes import get_runtime
+        from lfm2_nas.runtimes.base import ExportError
 
+        if self.settings.backend != "torch":
+            try:
+                get_runtime(self.settings.backend).check(spec, self.settings.quant_scheme)
+            except ExportError as err:
+                return LatencyResult(ok=False, reason=f"the {self.settings.backend} backend cannot run this layout: {err}")
         measured = is_measured(spec, self.settings, self.profile)
         with contextlib.nullcontext() if measured else cpu_lock(self.config.study.cpu_lock, exclusive=True):
             result = profile_layout(spec, self.settings, self.profile)
