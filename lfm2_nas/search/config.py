@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,11 @@ from lfm2_nas.profiler.settings import Settings, read_settings
 from lfm2_nas.registry import VARIANTS
 from lfm2_nas.spec import ModelSpec, parse_pattern
 from lfm2_nas.units import parse_bytes
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 SAMPLERS = ("tpe", "nsga2", "random")
 MODES = ("pareto", "single")
