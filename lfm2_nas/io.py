@@ -44,11 +44,7 @@ def atomic_write(path: Path | str, write: Callable[[Path], Any]) -> Path:
     tmp = Path(name)
     try:
         write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(tmp)
         _replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -58,21 +54,9 @@ def atomic_write(path: Path | str, write: Callable[[Path], Any]) -> Path:
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
     """Replace ``path`` with ``data`` (see the module docstring). Creates the parent folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(name)
-    try:
-        try:
-            _write_all(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data must be bytes, not {type(data).__name__}")
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def atomic_write_text(path: Path | str, text: str, encoding: str = "utf-8") -> Path:
@@ -107,18 +91,20 @@ def _umask() -> int:
     return mask
 
 
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable (best effort: not every platform opens folders)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    except OSError:
-        pass
     finally:
         os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (best effort: not every platform opens or syncs folders)."""
+    try:
+        _fsync(folder)
+    except OSError:
+        pass
 
 
 def _write_all(fd: int, data: bytes) -> None:
