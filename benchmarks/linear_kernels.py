@@ -109,7 +109,8 @@ def main(args: argparse.Namespace) -> None:
                "projections_ms_per_forward": {str(m): {k: v * 1e3 for k, v in t.items()} for m, t in totals.items()},
                "fastest": {str(m): min(t, key=t.__getitem__) for m, t in totals.items()}}
     if args.out:
-        atomic_write_text(Path(args.out) / "linear_kernels.jsonl", "".join(json.dumps(r) + "\n" for r in records + [summary]))
+        lines = "".join(json.dumps(r) + "\n" for r in records + [summary])
+        atomic_write_text(Path(args.out) / "linear_kernels.jsonl", lines)
     print(json.dumps(summary), flush=True)
 
 

@@ -2,8 +2,9 @@
 
 Each line is one complete record ``{"key": ..., "result": ...}`` appended by a
 :class:`~lfm2_nas.io.LineStore` (one locked ``write``, then fsync): an interrupted run leaves at most
-one torn last line, which :meth:`QualityStore.load` skips and the next append removes. The key names everything that decides the result:
-the layout's content hash, the tier, the budget, the seed and the options.
+one torn last line, which :meth:`QualityStore.load` skips and the next append removes. The key
+names everything that decides the result: the layout's content hash, the tier, the budget, the seed
+and the options.
 """
 
 from __future__ import annotations
