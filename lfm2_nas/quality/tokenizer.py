@@ -9,6 +9,7 @@ second run loads it in milliseconds.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
