@@ -37,7 +37,6 @@ class ProfileStore:
         self._lines.append(_jsonable(row), allow_nan=False)
 
 
-ResultStore = ProfileStore  # the old name, until profiler/profile.py (edited elsewhere now) says ProfileStore
 
 
 def _jsonable(value: Any) -> Any:

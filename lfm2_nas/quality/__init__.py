@@ -31,7 +31,6 @@ _LAZY = {
     "load_corpus": "lfm2_nas.quality.corpus",
     "get_tokenizer": "lfm2_nas.quality.tokenizer",
     "QualityStore": "lfm2_nas.quality.store",
-    "ResultStore": "lfm2_nas.quality.store",  # old name of QualityStore, until search/evaluate.py switches
     "result_key": "lfm2_nas.quality.store",
     "PANEL": "lfm2_nas.quality.validate",
     "run_validation": "lfm2_nas.quality.validate",

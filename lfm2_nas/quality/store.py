@@ -56,4 +56,3 @@ class QualityStore:
         self._results[key] = result
 
 
-ResultStore = QualityStore  # the old name, until search/evaluate.py (edited elsewhere now) says QualityStore

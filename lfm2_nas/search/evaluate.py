@@ -50,7 +50,7 @@ class Measurer:
     def __init__(self, config: SearchConfig, folder: str | Path) -> None:
         from lfm2_nas.profiler import LatencyPredictor, load_or_measure_hardware
         from lfm2_nas.profiler.hardware import has_saved_profile
-        from lfm2_nas.quality import ResultStore
+        from lfm2_nas.quality import QualityStore
 
         self.config = config
         self.settings = config.target
@@ -65,7 +65,7 @@ class Measurer:
         self._predictor_cls = LatencyPredictor
         self.predictor = LatencyPredictor.load(config.screening.predictor) if config.screening.predictor else None
         self._predictor_from_file = self.predictor is not None
-        self.quality_store = ResultStore(Path(folder) / "cache" / "quality.jsonl")
+        self.quality_store = QualityStore(Path(folder) / "cache" / "quality.jsonl")
         self.quality_hits = 0  # evaluations the store saved
 
     def hardware(self) -> dict[str, Any]:
