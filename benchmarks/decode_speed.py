@@ -80,6 +80,7 @@ from lfm2_nas import cost  # noqa: E402
 from lfm2_nas.generation import decode_step, prefill  # noqa: E402
 from lfm2_nas.hf_config import hf_config_from_spec  # noqa: E402
 from lfm2_nas.hugepages import huge_page_bytes  # noqa: E402
+from lfm2_nas.io import atomic_write_text  # noqa: E402
 from lfm2_nas.model import LFM2Model, build_model, linear  # noqa: E402
 from lfm2_nas.registry import get_spec  # noqa: E402
 
@@ -469,16 +470,13 @@ def main(args: argparse.Namespace) -> None:
 
 def write_results(folder: Path, records: list[dict[str, Any]], step_rows: list[tuple] | None = None) -> None:
     """``results.jsonl`` (every record, summary last) and, given step rows, ``decode_steps.csv``;
-    each file written to a temporary name and renamed into place."""
-    folder.mkdir(parents=True, exist_ok=True)
+    each file written atomically (:func:`lfm2_nas.io.atomic_write_text`)."""
     files = {"results.jsonl": "".join(json.dumps(r) + "\n" for r in records)}
     if step_rows is not None:
         files["decode_steps.csv"] = "device,impl,round,step,ms\n" + "".join(
             f"{d},{impl},{r},{s},{ms:.4f}\n" for d, impl, r, s, ms in step_rows)
     for name, text in files.items():
-        tmp = folder / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(folder / name)
+        atomic_write_text(folder / name, text)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's lfm2_nas
 
+from lfm2_nas.io import atomic_write_text  # noqa: E402
 from lfm2_nas.model import LFM2Model  # noqa: E402
 from lfm2_nas.registry import get_spec  # noqa: E402
 
@@ -108,11 +109,8 @@ def main(args: argparse.Namespace) -> None:
                "projections_ms_per_forward": {str(m): {k: v * 1e3 for k, v in t.items()} for m, t in totals.items()},
                "fastest": {str(m): min(t, key=t.__getitem__) for m, t in totals.items()}}
     if args.out:
-        folder = Path(args.out)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / ".linear_kernels.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in records + [summary]))
-        tmp.replace(folder / "linear_kernels.jsonl")
+        lines = "".join(json.dumps(r) + "\n" for r in records + [summary])
+        atomic_write_text(Path(args.out) / "linear_kernels.jsonl", lines)
     print(json.dumps(summary), flush=True)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 from lfm2_nas.hf_config import CONFIG_NAME, CheckpointError, hf_config_from_spec, read_config, spec_from_hf_config
 from lfm2_nas.hugepages import allocate_parameters
+from lfm2_nas.io import atomic_write, atomic_write_text
 from lfm2_nas.model import LFM2Model
 from lfm2_nas.spec import ModelSpec
 
@@ -154,9 +154,8 @@ def save_pretrained(model: LFM2Model, path: str | os.PathLike[str]) -> Path:
         raise CheckpointError(f"{folder} holds a sharded checkpoint ({shadowing.name}); save into another folder")
     weights = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
     dtype = model.head_weight.dtype
-    _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(weights, tmp, metadata={"format": "pt"}))
-    config_text = json.dumps(hf_config_from_spec(model.spec, dtype), indent=2) + "\n"
-    _atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(config_text))
+    atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(weights, str(tmp), metadata={"format": "pt"}))
+    atomic_write_text(folder / CONFIG_NAME, json.dumps(hf_config_from_spec(model.spec, dtype), indent=2) + "\n")
     return folder
 
 
@@ -168,17 +167,3 @@ def build_checkpoint(spec: ModelSpec, path: str | os.PathLike[str], dtype: str =
 
     model = build_model(spec, dtype=getattr(torch, canonical_dtype(dtype)), seed=seed)
     return save_pretrained(model, path)
-
-
-def _atomic_write(target: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from lfm2_nas.cli import app, main
 from lfm2_nas.profiler import hardware as hardware_module
-from lfm2_nas.profiler.store import ResultStore
+from lfm2_nas.profiler.store import ProfileStore
 from profiler_support import fake_cpu_profile
 from test_profiler_predictor import _rows
 
@@ -66,7 +66,7 @@ def test_hardware_shows_the_saved_profile_without_measuring(tmp_path, monkeypatc
 
 
 def test_fit_reports_held_out_error_and_saves_the_predictor(tmp_path):
-    store = ResultStore(tmp_path / "rows.jsonl")
+    store = ProfileStore(tmp_path / "rows.jsonl")
     for i, row in enumerate(_rows()):
         store.append({**row, "key": str(i)})
     out = tmp_path / "predictor.json"

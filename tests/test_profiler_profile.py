@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 
 from lfm2_nas import cost, get_spec
-from lfm2_nas.profiler import ProfileResult, ResultStore, Settings, UnsupportedDtypeError, profile_layout
+from lfm2_nas.profiler import ProfileResult, ProfileStore, Settings, UnsupportedDtypeError, profile_layout
 from lfm2_nas.profiler import profile as profile_module
 from lfm2_nas.profiler.runner import ChildOutcome
 from profiler_support import fake_cpu_profile
@@ -18,7 +18,7 @@ def profiled(tmp_path_factory):
     """One real measurement of lfm2-tiny shared by the tests below."""
     folder = tmp_path_factory.mktemp("profiles")
     hardware = fake_cpu_profile(folder)
-    store = ResultStore(folder / "rows.jsonl")
+    store = ProfileStore(folder / "rows.jsonl")
     return hardware, store, profile_layout("lfm2-tiny", WORKLOAD, hardware, store=store)
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from lfm2_nas.profiler import store as store_module
-from lfm2_nas.profiler.store import ResultStore
+from lfm2_nas.profiler.store import ProfileStore
 from lfm2_nas.profiler.sweep import SweepFileError, load_sweep, run_sweep
 from profiler_support import fake_cpu_profile
 
@@ -123,7 +123,7 @@ def test_a_killed_sweep_resumes_keeping_every_finished_row_once(tmp_path, profil
         [sys.executable, str(ROOT / "cli.py"), "sweep", str(path), "--no-progress"],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    store = ResultStore(out / "rows.jsonl")
+    store = ProfileStore(out / "rows.jsonl")
     deadline = time.monotonic() + 120
     while len(store.rows()) < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -186,7 +186,7 @@ memory_limit_bytes = 128000000
 
 
 def test_a_torn_last_line_is_ignored_and_repaired_before_the_next_append(tmp_path):
-    store = ResultStore(tmp_path / "rows.jsonl")
+    store = ProfileStore(tmp_path / "rows.jsonl")
     store.append({"key": "a", "x": 1})
     with open(store.path, "a") as f:
         f.write('{"key": "b", "x"')  # a write cut short

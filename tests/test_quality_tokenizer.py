@@ -11,9 +11,20 @@ def test_byte_tokenizer_is_utf8_with_a_document_id():
     assert (tok.vocab_size, tok.doc_token) == (257, 256)
 
 
+def _add_word(path, word: str, times: int = 20) -> None:
+    path.write_text(path.read_text() + " ".join([word] * times) + "\n")
+
+
 def test_bpe_is_trained_on_the_training_split_cached_and_lossless(tmp_path):
-    corpus = load_corpus(write_corpus(tmp_path / "c"))
+    folder = write_corpus(tmp_path / "c")
+    split = load_corpus(folder)
+    _add_word(folder / f"{split.train[0].name}", "xanthoptera")  # a word only the training split has
+    _add_word(folder / f"{split.validation[0].name}", "zyzzyvaquokka")  # and one only validation has
+    corpus = load_corpus(folder)
+    assert "zyzzyvaquokka" in corpus.validation[0].text and not any("zyzzyva" in d.text for d in corpus.train)
     tok = get_tokenizer("bpe-512", corpus, tmp_path / "cache")
+    assert len(tok.encode(" xanthoptera")) == 1  # a repeated training word is learned whole ...
+    assert len(tok.encode(" zyzzyvaquokka")) >= 6  # ... a repeated validation word is not: never seen
     cached = tmp_path / "cache" / "tokenizers" / f"{corpus.content_hash}-bpe-512.json"
     assert cached.exists() and 257 < tok.vocab_size <= 512 and tok.doc_token is not None  # stops early on a tiny corpus
     text = corpus.validation[0].text

@@ -5,7 +5,7 @@ import pytest
 
 from lfm2_nas.quality.corpus import load_corpus
 from lfm2_nas.quality.result import QualityResult
-from lfm2_nas.quality.store import ResultStore, result_key
+from lfm2_nas.quality.store import QualityStore, result_key
 from lfm2_nas.quality.validate import PANEL, plan, rank_correlations, run_validation, score_table
 from lfm2_nas.registry import get_spec
 from lfm2_nas.resolve import resolve_spec
@@ -47,14 +47,14 @@ def test_the_fixed_panel_is_diverse_and_resolvable():
 
 
 def test_store_skips_a_torn_line_and_keeps_the_next_record_whole(tmp_path):
-    store = ResultStore(tmp_path / "r.jsonl")
+    store = QualityStore(tmp_path / "r.jsonl")
     result = QualityResult(1.5, "val_bits_per_byte", False, 10, 0.1, 0)
     store.put("a", result)
     with open(tmp_path / "r.jsonl", "a") as f:
         f.write('{"key": "b", "resu')  # an interrupted write
-    store = ResultStore(tmp_path / "r.jsonl")
+    store = QualityStore(tmp_path / "r.jsonl")
     store.put("c", result)
-    reloaded = ResultStore(tmp_path / "r.jsonl")
+    reloaded = QualityStore(tmp_path / "r.jsonl")
     assert reloaded.get("a") == result and reloaded.get("c") == result and reloaded.get("b") is None
 
 
@@ -71,11 +71,11 @@ def test_key_changes_with_everything_that_decides_a_result():
 def test_validation_runs_resumes_from_cache_and_stops_at_a_limit(tmp_path):
     options = {"text": {"corpus": load_corpus(write_corpus(tmp_path / "c")), "tokenizer": "byte", "config": TINY_TEXT,
                         "cache_dir": tmp_path}}
-    store = ResultStore(tmp_path / "out" / "results.jsonl")
+    store = QualityStore(tmp_path / "out" / "results.jsonl")
     partial = run_validation(store, TINY_PANEL, budget=0.5, synthetic=False, options=options, progress=False, limit=2)
     assert list(partial.column) == ["analytic"] * 4 + ["text@0.5x"] * 2
     seen = []
-    rows = run_validation(ResultStore(store.path), TINY_PANEL, budget=0.5, synthetic=False, options=options,
+    rows = run_validation(QualityStore(store.path), TINY_PANEL, budget=0.5, synthetic=False, options=options,
                           progress=False, on_result=lambda item, result, cached: seen.append(cached))
     assert len(rows) == 12 and rows.ok.all()
     assert seen[:6] == [True] * 6 and seen[6:] == [False] * 6  # the finished ones came from the cache
@@ -94,7 +94,7 @@ def test_the_default_corpus_left_out_or_named_is_one_cache_key(tmp_path, monkeyp
     fake = QualityResult(1.5, "val_bits_per_byte", False, 10, 0.1, 0)
     monkeypatch.setattr(validate, "evaluate", lambda spec, tier, budget, seed, progress, **options:
                         corpora.append(options["corpus"]) or fake if tier == "text" else fake)
-    store = ResultStore(tmp_path / "results.jsonl")
+    store = QualityStore(tmp_path / "results.jsonl")
     panel = dict(list(TINY_PANEL.items())[:3])
     named = {"text": {"corpus": load_corpus(None)}}
     run_validation(store, panel, budget=0.5, synthetic=False, options=named, progress=False)

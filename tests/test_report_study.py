@@ -60,7 +60,6 @@ def test_hypervolume_history_grows_with_feasible_trials_only():
 
 def test_report_of_a_real_study(tmp_path, capsys, monkeypatch):
     """A study made by the search itself (with its cost-model test evaluator, in seconds), reported."""
-    pytest.importorskip("lfm2_nas.search")  # until the search branch is merged next to this one
     import sys
 
     from search_helpers import TINY_TOML, AnalyticEvaluator, tiny_config

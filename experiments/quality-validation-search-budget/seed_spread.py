@@ -17,14 +17,14 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
-from lfm2_nas.quality.store import ResultStore
+from lfm2_nas.quality.store import QualityStore
 from lfm2_nas.quality.validate import PANEL, run_validation
 
 HERE = Path(__file__).parent
 BUDGET, FACTOR, SEEDS = 0.1, 40.0, (0, 1, 2)
 
 
-def text_scores(store: ResultStore, seed: int) -> pd.Series:
+def text_scores(store: QualityStore, seed: int) -> pd.Series:
     """Text-tier scores at 0.1x for ``seed`` (trained now unless cached), indexed by layout; no 4x."""
     rows = run_validation(store, budget=BUDGET, factor=None, seed=seed, synthetic=False, progress=False)
     text = rows[(rows["column"] == f"text@{BUDGET:g}x") & rows["ok"]]
@@ -34,7 +34,7 @@ def text_scores(store: ResultStore, seed: int) -> pd.Series:
 
 
 def main() -> None:
-    store = ResultStore(HERE / "results.jsonl")
+    store = QualityStore(HERE / "results.jsonl")
     # `lfm2-nas quality validate`'s results (seed 0, 0.1x and 4x), all cache hits: nothing is trained.
     reference = run_validation(store, budget=BUDGET, factor=FACTOR, seed=0, synthetic=False, progress=False, limit=0)
     if len(reference) != 3 * len(PANEL):

@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from lfm2_nas.quality.plots import plot_accuracy_sweep  # noqa: E402
-from lfm2_nas.quality.store import ResultStore, result_key  # noqa: E402
+from lfm2_nas.quality.store import QualityStore, result_key  # noqa: E402
 from lfm2_nas.quality.synthetic import SyntheticConfig, synthetic_quality  # noqa: E402
 from lfm2_nas.quality.tasks import IGNORE, InContextRecall  # noqa: E402
 from lfm2_nas.quality.train import TrainConfig  # noqa: E402
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    store = ResultStore(HERE / "results.jsonl")
+    store = QualityStore(HERE / "results.jsonl")
     rows = []
     for name, text in LAYOUTS.items():
         spec = resolve_spec(text)

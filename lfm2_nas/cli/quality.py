@@ -129,8 +129,9 @@ def validate(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from lfm2_nas.io import atomic_write_text
     from lfm2_nas.quality.plots import plot_budget_agreement
-    from lfm2_nas.quality.store import ResultStore
+    from lfm2_nas.quality.store import QualityStore
     from lfm2_nas.quality.validate import PANEL, plan, rank_correlations, run_validation, score_table
 
     _log_to_stderr(quiet)
@@ -144,11 +145,11 @@ def validate(
         outcome = f"{result.score:.4f} {result.metric}" if result.ok else f"FAILED: {result.reason}"
         typer.echo(f"{item.layout:>16} {item.column:>13}: {outcome} ({status})", err=True)
 
-    rows = run_validation(ResultStore(out / "results.jsonl"), panel=layouts, budget=budget, factor=factor, seed=seed,
+    rows = run_validation(QualityStore(out / "results.jsonl"), panel=layouts, budget=budget, factor=factor, seed=seed,
                           synthetic=synthetic, options=options, on_result=report, progress=not quiet, limit=limit)
     scores, correlations = score_table(rows), rank_correlations(rows)
-    scores.to_csv(out / "scores.csv", float_format="%.6g")
-    correlations.to_csv(out / "correlations.csv", index=False, float_format="%.4f")
+    atomic_write_text(out / "scores.csv", scores.to_csv(float_format="%.6g"))
+    atomic_write_text(out / "correlations.csv", correlations.to_csv(index=False, float_format="%.4f"))
     fig, ax = plt.subplots(figsize=(6, 5))
     plot_budget_agreement(rows, f"text@{budget:g}x", f"text@{budget * factor:g}x", ax=ax)
     fig.tight_layout()

@@ -29,7 +29,7 @@ _LAZY = {
     "load_or_measure_hardware": "lfm2_nas.profiler.hardware",
     "MemoryReport": "lfm2_nas.profiler.memory",
     "ProfileResult": "lfm2_nas.profiler.result",
-    "ResultStore": "lfm2_nas.profiler.store",
+    "ProfileStore": "lfm2_nas.profiler.store",
     "UnsupportedDtypeError": "lfm2_nas.profiler.profile",
     "profile_layout": "lfm2_nas.profiler.profile",
     "SweepPlan": "lfm2_nas.profiler.sweep",

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from lfm2_nas.io import atomic_write_text
 from lfm2_nas.profiler.memory import read_status_bytes
 from lfm2_nas.profiler.runner import run_in_child
 from lfm2_nas.profiler.settings import available_cpus
@@ -60,9 +60,7 @@ def ensure_artifact(
     _record(path).unlink(missing_ok=True)
     artifact = export_artifact(backend, spec, quant, max_len, path, seed=seed, threads=threads, timeout_s=timeout_s)
     record = {**artifact.to_dict(), "sha256": _sha256(path)}
-    tmp = _record(path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, _record(path))
+    atomic_write_text(_record(path), json.dumps(record, indent=1) + "\n")
     return artifact
 
 

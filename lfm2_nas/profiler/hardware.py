@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lfm2_nas.io import atomic_write_text
 from lfm2_nas.profiler.runner import run_in_child
 from lfm2_nas.profiler.settings import available_cpus, check_device
 
@@ -91,12 +92,7 @@ class HardwareProfile:
     def save(self, directory: Path | None = None) -> Path:
         """Write ``<directory>/<slug>-<date>.json`` atomically; return its path."""
         directory = directory or profiles_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / self.file_name
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(directory / self.file_name, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> HardwareProfile:

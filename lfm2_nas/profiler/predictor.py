@@ -24,6 +24,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from lfm2_nas import cost
+from lfm2_nas.io import atomic_write_text
 from lfm2_nas.profiler.result import spec_from_row
 from lfm2_nas.profiler.settings import Settings
 from lfm2_nas.spec import ModelSpec
@@ -174,10 +175,7 @@ class LatencyPredictor:
         }
 
     def save(self, path: Path | str) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path | str) -> LatencyPredictor:

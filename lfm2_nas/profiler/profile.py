@@ -17,7 +17,7 @@ from lfm2_nas.profiler.result import ProfileResult, result_key
 from lfm2_nas.profiler.runner import run_in_child
 from lfm2_nas.profiler.settings import Settings
 from lfm2_nas.profiler.stats import summarize
-from lfm2_nas.profiler.store import ResultStore
+from lfm2_nas.profiler.store import ProfileStore
 from lfm2_nas.resolve import resolve_spec
 from lfm2_nas.spec import ModelSpec
 
@@ -28,9 +28,9 @@ class UnsupportedDtypeError(ValueError):
     """A dtype the device runs only emulated (e.g. bfloat16 on a CPU without bf16 instructions)."""
 
 
-def default_store(hardware: HardwareProfile) -> ResultStore:
+def default_store(hardware: HardwareProfile) -> ProfileStore:
     """The result cache used when none is given: ``profiles/cache/<slug>.jsonl``."""
-    return ResultStore(profiles_dir() / "cache" / f"{hardware.slug}.jsonl")
+    return ProfileStore(profiles_dir() / "cache" / f"{hardware.slug}.jsonl")
 
 
 def check_dtype(settings: Settings, hardware: HardwareProfile, allow_emulated: bool = False) -> bool:
@@ -54,7 +54,7 @@ def profile_layout(
     settings: Settings,
     hardware: HardwareProfile | None = None,
     *,
-    store: ResultStore | Path | str | None = None,
+    store: ProfileStore | Path | str | None = None,
     use_cache: bool = True,
     retry_failed: bool = False,
     allow_emulated: bool = False,
@@ -135,7 +135,7 @@ def profile_layout(
 
 
 def is_measured(spec: ModelSpec, settings: Settings, hardware: HardwareProfile,
-                store: ResultStore | Path | str | None = None) -> bool:
+                store: ProfileStore | Path | str | None = None) -> bool:
     """Whether :func:`profile_layout` would answer from ``store`` without measuring (then the caller
     need not take a CPU lock)."""
     settings = settings.resolved()
@@ -147,10 +147,10 @@ def is_measured(spec: ModelSpec, settings: Settings, hardware: HardwareProfile,
     return _store(store, hardware).get(result_key(spec, settings, hardware.slug, version)) is not None
 
 
-def _store(store: ResultStore | Path | str | None, hardware: HardwareProfile) -> ResultStore:
-    if isinstance(store, ResultStore):
+def _store(store: ProfileStore | Path | str | None, hardware: HardwareProfile) -> ProfileStore:
+    if isinstance(store, ProfileStore):
         return store
-    return ResultStore(store) if store is not None else default_store(hardware)
+    return ProfileStore(store) if store is not None else default_store(hardware)
 
 
 def _artifact(spec: ModelSpec, settings: Settings, result: ProfileResult) -> dict[str, Any] | None:

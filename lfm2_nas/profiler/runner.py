@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lfm2_nas.io import atomic_write_text
+
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "std::bad_alloc")
 
@@ -108,9 +110,7 @@ def _child_main(job_path: str, result_path: str) -> None:
     except Exception as err:  # any failure becomes a failed row with its reason
         traceback.print_exc()
         result = {"ok": False, "reason": failure_reason(err), "threads": threads}
-    tmp = Path(result_path).with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, result_path)
+    atomic_write_text(result_path, json.dumps(result))
 
 
 def _limit_address_space(extra_bytes: int) -> None:

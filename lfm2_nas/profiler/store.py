@@ -1,73 +1,42 @@
-"""Append-only result store (JSON Lines) and tidy exports (CSV, JSONL, Parquet).
+"""The profiler's result store (JSON Lines) and tidy exports (CSV, JSONL, Parquet).
 
-Each finished row is appended as ONE complete line with a single ``write`` and ``fsync``: a process
-killed between rows leaves every earlier row intact. A line cut short by a crash mid-write (no
-trailing newline) is ignored on reading and removed before the next append. Exports are written to
-a temporary file and renamed into place, so readers never see a half-written table. When the same
-key appears more than once (a failed row measured again), the last row wins.
+:class:`ProfileStore` keeps measured rows, keyed by ``row["key"]``, in a
+:class:`~lfm2_nas.io.LineStore`: each finished row is one complete fsync'ed line, so a process
+killed between rows leaves every earlier row intact, and a line cut short by a crash mid-write is
+ignored on reading and removed before the next append. Exports are written with
+:func:`~lfm2_nas.io.atomic_write`, so readers never see a half-written table. When the same key
+appears more than once (a failed row measured again), the last row wins.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
-log = logging.getLogger(__name__)
+from lfm2_nas.io import LineStore, atomic_write
 
 
-class ResultStore:
-    """Rows keyed by ``row["key"]`` in a JSON Lines file."""
+class ProfileStore:
+    """Profiled rows keyed by ``row["key"]`` in a JSON Lines file."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        self._lines = LineStore(self.path)
 
     def rows(self) -> dict[str, dict[str, Any]]:
         """Every complete row by key (last one wins); a torn final line is skipped."""
-        out: dict[str, dict[str, Any]] = {}
-        if not self.path.exists():
-            return out
-        with open(self.path, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if not line.endswith("\n"):
-                    log.warning("%s:%d: ignoring an incomplete last line (interrupted write)", self.path, number)
-                    break
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    log.warning("%s:%d: ignoring a line that is not JSON", self.path, number)
-                    continue
-                out[row["key"]] = row
-        return out
+        return {row["key"]: row for row in self._lines.records()}
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self.rows().get(key)
 
     def append(self, row: dict[str, Any]) -> None:
-        """Add one row durably (see module docstring)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._drop_torn_tail()
-        data = (json.dumps(_jsonable(row), allow_nan=False) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        """Add one row durably (see module docstring); NaN and inf are stored as null."""
+        self._lines.append(_jsonable(row), allow_nan=False)
 
-    def _drop_torn_tail(self) -> None:
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return
-        with open(self.path, "rb+") as f:
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) == b"\n":
-                return
-            f.seek(0)
-            data = f.read()
-            f.truncate(data.rfind(b"\n") + 1)
+
 
 
 def _jsonable(value: Any) -> Any:
@@ -92,20 +61,13 @@ def write_tables(rows: Iterable[dict[str, Any]], out_dir: Path, stem: str = "row
     for column in flat.columns:
         if flat[column].map(lambda v: isinstance(v, list)).any():
             flat[column] = flat[column].map(lambda v: json.dumps(v) if isinstance(v, list) else v)
-    written = [_atomic(out_dir / f"{stem}.csv", lambda p: flat.to_csv(p, index=False))]
+    written = [atomic_write(out_dir / f"{stem}.csv", lambda p: flat.to_csv(p, index=False))]
     try:
         import pyarrow  # noqa: F401
     except ImportError:
         return written
-    written.append(_atomic(out_dir / f"{stem}.parquet", lambda p: flat.to_parquet(p, index=False)))
+    written.append(atomic_write(out_dir / f"{stem}.parquet", lambda p: flat.to_parquet(p, index=False)))
     return written
-
-
-def _atomic(path: Path, write: Any) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-    return path
 
 
 def read_rows(paths: Iterable[Path | str]) -> list[dict[str, Any]]:
@@ -123,7 +85,7 @@ def read_rows(paths: Iterable[Path | str]) -> list[dict[str, Any]]:
             raise FileNotFoundError(f"no results at {path}")
         for file in files:
             if file.suffix == ".jsonl":
-                rows.update(ResultStore(file).rows())
+                rows.update(ProfileStore(file).rows())
             elif file.suffix in (".csv", ".parquet"):
                 frame = pd.read_csv(file) if file.suffix == ".csv" else pd.read_parquet(file)
                 frame = frame.astype(object).where(frame.notna(), None)

@@ -42,7 +42,7 @@ from lfm2_nas.profiler.hardware import HardwareProfile, load_or_measure_hardware
 from lfm2_nas.profiler.profile import UnsupportedDtypeError, profile_layout
 from lfm2_nas.profiler.result import ProfileResult, result_key
 from lfm2_nas.profiler.settings import Settings, read_settings
-from lfm2_nas.profiler.store import ResultStore, write_tables
+from lfm2_nas.profiler.store import ProfileStore, write_tables
 from lfm2_nas.runtimes.base import ExportError
 from lfm2_nas.registry import get_spec
 from lfm2_nas.resolve import resolve_spec
@@ -176,7 +176,7 @@ def run_sweep(plan: SweepPlan, progress: bool = True, retry_failed: bool = False
     for backend in sorted({s.backend for s in plan.settings} - {"torch"}):
         installed_version(backend)  # a missing runtime stops the sweep before anything is measured
     hardware = {s.device: load_or_measure_hardware(s.device) for s in plan.settings}
-    store = ResultStore(plan.out_dir / "rows.jsonl")
+    store = ProfileStore(plan.out_dir / "rows.jsonl")
     outcome = SweepOutcome()
     items = plan.items()
     with tqdm(total=len(items), desc=plan.name, unit="row", disable=not progress) as bar:
@@ -199,7 +199,7 @@ def run_sweep(plan: SweepPlan, progress: bool = True, retry_failed: bool = False
 
 
 def _profile(plan: SweepPlan, label: str, spec: ModelSpec, settings: Settings, hardware: HardwareProfile,
-             store: ResultStore, retry_failed: bool) -> ProfileResult:
+             store: ProfileStore, retry_failed: bool) -> ProfileResult:
     """One row of the sweep: measured (or cached), or refused with the reason (an emulated dtype, a
     layout the backend cannot export)."""
     try:

@@ -30,7 +30,7 @@ _LAZY = {
     "Corpus": "lfm2_nas.quality.corpus",
     "load_corpus": "lfm2_nas.quality.corpus",
     "get_tokenizer": "lfm2_nas.quality.tokenizer",
-    "ResultStore": "lfm2_nas.quality.store",
+    "QualityStore": "lfm2_nas.quality.store",
     "result_key": "lfm2_nas.quality.store",
     "PANEL": "lfm2_nas.quality.validate",
     "run_validation": "lfm2_nas.quality.validate",

@@ -15,9 +15,8 @@ tokens are inputs only, never scored.
 from __future__ import annotations
 
 import logging
+import io
 import math
-import os
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lfm2_nas.io import atomic_write_bytes
 from lfm2_nas.model import build_model
 from lfm2_nas.quality.corpus import Corpus, load_corpus
 from lfm2_nas.quality.result import QualityResult
@@ -81,10 +81,9 @@ def _train_stream(corpus: Corpus, tokenizer: Tokenizer, cache_dir: Path) -> np.n
     if path.exists():
         return np.load(path).astype(np.int64)
     stream = _join(tokenizer, [d.text for d in corpus.train])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npy", delete=False) as tmp:
-        np.save(tmp, stream.astype(np.uint16 if tokenizer.vocab_size <= 2**16 else np.int32))
-    os.replace(tmp.name, path)  # atomic: concurrent runs see no half-written file
+    buffer = io.BytesIO()
+    np.save(buffer, stream.astype(np.uint16 if tokenizer.vocab_size <= 2**16 else np.int32))
+    atomic_write_bytes(path, buffer.getvalue())  # concurrent runs see no half-written file
     return stream
 
 

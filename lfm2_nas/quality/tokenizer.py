@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from lfm2_nas.io import atomic_write_text
 from lfm2_nas.quality.corpus import Corpus
 
 DOC = "<|doc|>"
@@ -97,8 +97,5 @@ def train_bpe(corpus: Corpus, vocab_size: int, cache_dir: Path) -> BPETokenizer:
         show_progress=False,
     )
     tokenizer.train_from_iterator((d.text for d in corpus.train), trainer=trainer, length=len(corpus.train))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        tmp.write(tokenizer.to_str())
-    os.replace(tmp.name, path)  # atomic: a concurrent reader sees the old state or the whole file
+    atomic_write_text(path, tokenizer.to_str())  # a concurrent reader sees no file or the whole file
     return BPETokenizer(tokenizer, name)

@@ -5,7 +5,7 @@ validation passes (a panel picked to agree would prove nothing). Each layout is 
 analytic tier, the synthetic tier at the default budget, and the real-text tier at the default
 budget and at ``factor`` (4) times it. The figure of merit is the Spearman rank correlation between
 the text tier's two budgets (goal: >= 0.8); Kendall's tau and every tier-vs-tier pair are reported
-too. Evaluations are cached in a :class:`~lfm2_nas.quality.store.ResultStore`, so an interrupted
+too. Evaluations are cached in a :class:`~lfm2_nas.quality.store.QualityStore`, so an interrupted
 validation resumes where it stopped.
 """
 
@@ -23,7 +23,7 @@ from scipy import stats
 from lfm2_nas.quality.corpus import load_corpus
 from lfm2_nas.quality.evaluate import evaluate
 from lfm2_nas.quality.result import QualityResult
-from lfm2_nas.quality.store import ResultStore, result_key
+from lfm2_nas.quality.store import QualityStore, result_key
 from lfm2_nas.resolve import resolve_spec
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def plan(panel: dict[str, str], budget: float, factor: float | None, synthetic: 
 
 
 def run_validation(
-    store: ResultStore,
+    store: QualityStore,
     panel: dict[str, str] | None = None,
     budget: float = 1.0,
     factor: float | None = 4.0,

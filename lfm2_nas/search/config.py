@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,11 @@ from lfm2_nas.resolve import resolve_spec
 from lfm2_nas.search.space import SearchSpace  # the space decides which seeds it can express
 from lfm2_nas.spec import ModelSpec, parse_pattern
 from lfm2_nas.units import parse_bytes
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 SAMPLERS = ("tpe", "nsga2", "random")
 MODES = ("pareto", "single")

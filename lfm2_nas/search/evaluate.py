@@ -50,10 +50,14 @@ class Measurer:
     def __init__(self, config: SearchConfig, folder: str | Path) -> None:
         from lfm2_nas.profiler import LatencyPredictor, load_or_measure_hardware
         from lfm2_nas.profiler.hardware import has_saved_profile
-        from lfm2_nas.quality import ResultStore
+        from lfm2_nas.quality import QualityStore
 
         self.config = config
         self.settings = config.target
+        if self.settings.backend != "torch":
+            from lfm2_nas.runtimes import installed_version
+
+            installed_version(self.settings.backend)  # a missing runtime stops the run before any trial
         device = self.settings.device
         lock = contextlib.nullcontext() if has_saved_profile(device) else cpu_lock(config.study.cpu_lock, exclusive=True)
         with lock:
@@ -61,7 +65,7 @@ class Measurer:
         self._predictor_cls = LatencyPredictor
         self.predictor = LatencyPredictor.load(config.screening.predictor) if config.screening.predictor else None
         self._predictor_from_file = self.predictor is not None
-        self.quality_store = ResultStore(Path(folder) / "cache" / "quality.jsonl")
+        self.quality_store = QualityStore(Path(folder) / "cache" / "quality.jsonl")
         self.quality_hits = 0  # evaluations the store saved
 
     def hardware(self) -> dict[str, Any]:
@@ -71,7 +75,14 @@ class Measurer:
         from lfm2_nas.profiler import profile_layout
 
         from lfm2_nas.profiler.profile import is_measured
+        from lfm2_nas.runtimes import get_runtime
+        from lfm2_nas.runtimes.base import ExportError
 
+        if self.settings.backend != "torch":
+            try:
+                get_runtime(self.settings.backend).check(spec, self.settings.quant_scheme)
+            except ExportError as err:
+                return LatencyResult(ok=False, reason=f"the {self.settings.backend} backend cannot run this layout: {err}")
         measured = is_measured(spec, self.settings, self.profile)
         with contextlib.nullcontext() if measured else cpu_lock(self.config.study.cpu_lock, exclusive=True):
             result = profile_layout(spec, self.settings, self.profile)
