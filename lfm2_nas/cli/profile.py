@@ -130,12 +130,13 @@ def fit(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Fit the latency predictor on measured rows; report its error on held-out layouts."""
+    from lfm2_nas.paths import experiments_root
     from lfm2_nas.profiler import LatencyPredictor
     from lfm2_nas.profiler.hardware import profiles_dir
     from lfm2_nas.profiler.predictor import held_out_errors
     from lfm2_nas.profiler.store import read_rows
 
-    rows = read_rows(results or [Path("experiments") / "results"])
+    rows = read_rows(results or [experiments_root() / "results"])
     evaluation = held_out_errors(rows)
     predictor = LatencyPredictor().fit(rows)
     path = predictor.save(out or profiles_dir() / f"predictor-{predictor.hardware[0]}.json")

@@ -2,7 +2,7 @@
 
 A sweep file is TOML (see ``experiments/sweeps/example.toml``)::
 
-    name = "example"                  # results in experiments/results/<name>/ unless out = "..."
+    name = "example"                  # results in <experiments>/results/<name>/ unless out = "..."
     variants = ["lfm2-tiny", "lfm2-350m:CCCCCCCCCCCCCCCC"]   # anything resolve_spec accepts
     allow_emulated = false            # measure a dtype the device only emulates (rows are marked)
 
@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lfm2_nas.paths import experiments_root
 from lfm2_nas.profiler.hardware import HardwareProfile, load_or_measure_hardware
 from lfm2_nas.profiler.profile import UnsupportedDtypeError, profile_layout
 from lfm2_nas.profiler.result import ProfileResult, result_key
@@ -141,7 +142,7 @@ def _plan(data: dict[str, Any], path: Path) -> SweepPlan:
     settings, problems = read_settings(workload, "[workload]", axes=True)
     if problems:
         raise SweepFileError(f"sweep file {path}: " + "; ".join(problems))
-    out = Path(data["out"]) if "out" in data else Path("experiments") / "results" / name
+    out = Path(data["out"]) if "out" in data else experiments_root() / "results" / name
     return SweepPlan(name=name, out_dir=out, layouts=tuple(layouts), settings=tuple(settings),
                      allow_emulated=bool(allow_emulated))
 

@@ -10,41 +10,27 @@ HF checkpoints of chosen layouts: :func:`lfm2_nas.checkpoint.build_checkpoint`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
 
+from lfm2_nas.io import atomic_write, atomic_write_text
 from lfm2_nas.report.study import axis_label, pareto_points, read_study
 from lfm2_nas.report.trials import COLUMNS, summarize_study
 from lfm2_nas.search.config import SearchConfig
 
 
-def _atomic_write(path: Path, write: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_table(rows: list[dict[str, Any]], path: Path) -> Path:
     """``rows`` as CSV with the :data:`~lfm2_nas.report.trials.COLUMNS` in order."""
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    return _atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+    return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def write_summary(summary: dict[str, Any], path: Path) -> Path:
     text = json.dumps(summary, indent=2, default=str) + "\n"
-    return _atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return atomic_write_text(path, text)
 
 
 def write_plot(points: pd.DataFrame, x_label: str, y_label: str, path: Path) -> Path:
@@ -55,7 +41,7 @@ def write_plot(points: pd.DataFrame, x_label: str, y_label: str, path: Path) -> 
 
     fig = Figure(figsize=(7, 4.5), layout="constrained")
     plot_pareto(points, x_label, y_label, ax=fig.subplots())
-    return _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
 
 
 def write_results(config: SearchConfig, study: optuna.Study, folder: Path) -> dict[str, Any]:

@@ -23,8 +23,8 @@ from typing import Any
 from lfm2_nas import cost
 from lfm2_nas.search.config import SearchConfig
 from lfm2_nas.search.lock import cpu_lock
+from lfm2_nas.quality.result import HIGHER_IS_BETTER
 from lfm2_nas.search.measurements import LatencyResult, QualityScore
-from lfm2_nas.search.objectives import QUALITY_HIGHER_IS_BETTER
 from lfm2_nas.spec import ModelSpec
 
 #: Measurements repeated when the profiler flags one busy (other processes used the CPU meanwhile)
@@ -122,7 +122,7 @@ class Measurer:
                 return QualityScore(ok=False, reason=f"cannot evaluate this layout: {err}")
             if result.ok:
                 self.quality_store.put(key, result, layout=spec.pattern)
-        if result.higher_is_better != QUALITY_HIGHER_IS_BETTER[q.tier]:
+        if result.higher_is_better != HIGHER_IS_BETTER[q.tier]:
             raise RuntimeError(f"quality tier {q.tier} reports higher_is_better={result.higher_is_better}; "
                                "the study's objective direction disagrees")
         ok = result.ok and math.isfinite(result.score)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from optuna.study import StudyDirection
 
-from lfm2_nas.quality.result import HIGHER_IS_BETTER as QUALITY_HIGHER_IS_BETTER
+from lfm2_nas.quality.result import HIGHER_IS_BETTER
 from lfm2_nas.search.config import SearchConfig
 from lfm2_nas.search.measurements import LatencyResult, QualityScore
 
@@ -40,7 +40,7 @@ def objectives_for(config: SearchConfig) -> list[Objective]:
     out = []
     for name in config.study.objectives:
         if name == "quality":
-            higher = QUALITY_HIGHER_IS_BETTER[tier]
+            higher = HIGHER_IS_BETTER[tier]
             direction = StudyDirection.MAXIMIZE if higher else StudyDirection.MINIMIZE
             out.append(Objective(name, direction, f"quality ({tier})"))
         else:
