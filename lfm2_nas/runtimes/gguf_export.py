@@ -11,11 +11,19 @@ What llama.cpp's ``lfm2`` loader reads (``src/models/lfm2.cpp``, ``src/llama-mod
 * the final norm is stored as ``token_embd_norm`` (llama.cpp keeps the name of its first converter);
 * ``output.weight`` only when the head is untied; otherwise llama.cpp reuses ``token_embd``.
 
-An all-attention layout is written as the ``qwen3`` architecture instead: the same blocks (GQA with
-per-head RMSNorm on q and k before NeoX RoPE, SwiGLU, RMSNorm, optional tied head), because an
-``lfm2`` file without conv layers aborts in llama.cpp's hybrid-memory input
-(``GGML_ASSERT(buffer)``: the recurrent memory of zero layers has no buffer). Measured here: the same
-weights as ``qwen3`` give transformers' logits.
+Layouts with one block type only. llama.cpp builds graph inputs for every part of a model's memory
+and writes them before each decode; an input no layer uses is never allocated, and writing it
+aborts the process with ``GGML_ASSERT`` (ggml-backend.cpp):
+
+* an ``lfm2`` file without conv layers dies on the recurrent ``s_copy`` input
+  (``llm_graph_input_mem_hybrid::set_input``, ``src/llama-graph.cpp``). All-attention is therefore
+  written as the ``qwen3`` architecture: the same blocks (GQA with per-head RMSNorm on q and k before
+  NeoX RoPE, SwiGLU, RMSNorm, optional tied head) with a plain KV cache. Measured here: the same
+  weights give the torch model's logits.
+* an ``lfm2`` file without attention layers dies on the KV ``k_idxs`` input, and, with the KV inputs
+  skipped (the interleaved-SWA hybrid memory does that), on the token-position input that only
+  attention's RoPE reads (``llm_graph_input_pos::set_input``). No architecture of this llama.cpp
+  runs short-conv blocks alone, so an all-conv layout raises :class:`ExportError`.
 
 Tokenizer: none. ``tokenizer.ggml.model = "none"`` with ``<arch>.vocab_size`` makes llama.cpp create
 that many dummy tokens (``src/llama-vocab.cpp``, ``LLAMA_VOCAB_TYPE_NONE``): token ids are accepted
@@ -52,6 +60,11 @@ def check_exportable(spec: ModelSpec, quant: str, max_len: int) -> None:
     """Raise :class:`ExportError` (one line) for what a llama.cpp GGUF cannot represent."""
     if quant not in QUANTS:
         raise ExportError(f"llamacpp has no quantization {quant!r}; choose one of {', '.join(QUANTS)}")
+    if not spec.num_attention_layers:
+        raise ExportError(
+            "llamacpp: a layout without attention layers cannot run in llama.cpp 0.3.36: its lfm2 graph leaves the "
+            "unused position input unallocated and aborts (llm_graph_input_pos::set_input, src/llama-graph.cpp)"
+        )
     if spec.conv_bias:
         raise ExportError(
             "llamacpp: conv_bias=True cannot be exported: llama.cpp's lfm2 graph has no conv or projection "
