@@ -356,6 +356,17 @@ def test_memory_reports_llama_cpp_buffers(mixed):
     assert memory["compute_bytes"] > 0
 
 
+def test_weights_live_in_process_memory_not_in_a_mapped_file(folder):
+    artifact = _artifact(_model(LAYOUTS["mixed"]), folder, "nommap")
+    session = RUNTIME.load(artifact, threads=1)
+    try:
+        assert str(artifact.path) not in Path("/proc/self/maps").read_text()
+    finally:
+        session.close()
+    with pytest.raises(RuntimeError, match=r"no field\(s\) \['use_mmap'\]"):
+        llamacpp._set(llamacpp._library().api.llama_model_default_params(), use_mmap=False)
+
+
 def test_perf_counts_prompt_and_decode_tokens(mixed):
     model, session = mixed
     session.perf(reset=True)
@@ -408,3 +419,23 @@ def test_buffer_sizes_parse_llama_cpp_log_lines():
     ]
     sizes = llamacpp.buffer_sizes(lines)
     assert sizes == {"model": 13.5 * 2**20, "KV": 0.75 * 2**20, "RS": round(0.01 * 2**20), "compute": 3 * 2**20}
+
+
+def test_a_build_that_crashes_on_load_is_refused(monkeypatch):
+    import subprocess
+
+    def killed(command, **kwargs):
+        return subprocess.CompletedProcess(command, -4, b"", b"")  # -SIGILL
+
+    monkeypatch.setattr(llamacpp.subprocess, "run", killed)
+    with pytest.raises(RuntimeUnavailable, match=r"SIGILL.*rebuild it here: CMAKE_ARGS="):
+        llamacpp._Library()
+
+
+def test_a_missing_package_names_the_install_command(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a))
+    with pytest.raises(RuntimeUnavailable, match=r"needs 'gguf'; install: CMAKE_ARGS=.*pip install -e '\.\[llamacpp\]'"):
+        llamacpp._Library()

@@ -10,12 +10,12 @@ onto the target, so a failed export leaves nothing at ``path``.
 A :class:`LlamaCppSession` holds one model and one context (batch 1, ``n_ctx = max_len``) and
 decodes with ``llama_decode``:
 
-* weights are read into process memory (``use_mmap = false``), where the torch runtime keeps its
+* weights are read into process memory (``load_mode = LLAMA_LOAD_MODE_NONE``, no mmap), where the torch runtime keeps its
   weights too, so both are timed with their weights in anonymous memory and counted in the RSS;
-* an f32 artifact runs exactly: f32 KV cache (the same bytes as the torch model's f32 cache) and
+* an f32 artifact runs as an exact reference: f32 KV cache (the same bytes as the torch model's f32 cache) and
   flash attention off, because llama.cpp's flash-attention path casts f32 K/V to f16 before the
-  kernel (``build_attn_mha`` in ``src/llama-graph.cpp``; measured here: 6e-3 logit error at logits of
-  std 9, against 4e-6 without it). Other formats run as llama.cpp does by default: f16 KV cache,
+  kernel (``build_attn_mha`` in ``src/llama-graph.cpp``; measured here against a float64 torch run:
+  6e-3 logit error at logits of std 9 with it, 4e-6 without). Other formats run as llama.cpp does by default: f16 KV cache,
   flash attention ``auto`` (on for the CPU backend). The conv state is always f32 (llama.cpp's
   recurrent memory). :func:`context_settings` says which, and export records it in ``details``;
 * ``n_batch = max_len``, so any prompt up to ``max_len`` tokens is one ``llama_decode`` call, which
@@ -76,6 +76,7 @@ REBUILD_HINT = f"{_CMAKE_ARGS} pip install --force-reinstall --no-deps --no-cach
 _FTYPE = {"f32": 0, "f16": 1, "q8_0": 7, "q4_0": 2}
 _GGML_TYPE_F32, _GGML_TYPE_F16 = 0, 1  # enum ggml_type
 _FLASH_ATTN_AUTO, _FLASH_ATTN_DISABLED = -1, 0  # enum llama_flash_attn_type
+_LOAD_MODE_NONE = 0  # enum llama_load_mode: read the weights into memory, no mmap
 _STATE_PARTIAL_ONLY = 1  # LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY: the recurrent part of a hybrid memory
 _LOG_WARN, _LOG_ERROR, _LOG_CONT = 3, 4, 5  # enum ggml_log_level
 N_UBATCH = 512  # llama.cpp's default micro-batch (llama_context_default_params)
@@ -379,6 +380,18 @@ def buffer_sizes(log_lines: Sequence[str]) -> dict[str, int]:
     return sizes
 
 
+def _set(struct: Any, **fields: Any) -> Any:
+    """Set ctypes struct fields, refusing names the struct lacks (ctypes would silently add a Python
+    attribute, e.g. the ``use_mmap`` that ``llama_model_params`` no longer has in 0.3.36)."""
+    known = {name for name, *_ in type(struct)._fields_}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise RuntimeError(f"{type(struct).__name__} has no field(s) {unknown}: llama-cpp-python changed its API")
+    for name, value in fields.items():
+        setattr(struct, name, value)
+    return struct
+
+
 class LlamaCppSession:
     """A GGUF loaded in llama.cpp with a batch-1 context of ``max_len`` positions (see module docstring)."""
 
@@ -394,23 +407,25 @@ class LlamaCppSession:
         if not path.is_file():
             raise FileNotFoundError(f"no GGUF at {path}")
         mark = lib.mark()
-        model_params = api.llama_model_default_params()
-        model_params.use_mmap = False
-        model_params.n_gpu_layers = 0
+        model_params = _set(api.llama_model_default_params(), load_mode=_LOAD_MODE_NONE, n_gpu_layers=0)
         self._model = api.llama_model_load_from_file(str(path).encode(), model_params)
         if not self._model:
             raise RuntimeError(f"llama.cpp cannot load {path}: {lib.errors(mark)}")
-        params = api.llama_context_default_params()
-        params.n_ctx = self.max_len
-        params.n_batch = self.max_len
-        params.n_ubatch = min(self.max_len, N_UBATCH)
-        params.n_seq_max = 1
-        params.n_outputs_max = 1
-        params.n_threads = params.n_threads_batch = threads
         exact = artifact.quant == "f32"
-        params.type_k = params.type_v = _GGML_TYPE_F32 if exact else _GGML_TYPE_F16
-        params.flash_attn_type = _FLASH_ATTN_DISABLED if exact else _FLASH_ATTN_AUTO
-        params.no_perf = False
+        params = _set(
+            api.llama_context_default_params(),
+            n_ctx=self.max_len,
+            n_batch=self.max_len,
+            n_ubatch=min(self.max_len, N_UBATCH),
+            n_seq_max=1,
+            n_outputs_max=1,
+            n_threads=threads,
+            n_threads_batch=threads,
+            type_k=_GGML_TYPE_F32 if exact else _GGML_TYPE_F16,
+            type_v=_GGML_TYPE_F32 if exact else _GGML_TYPE_F16,
+            flash_attn_type=_FLASH_ATTN_DISABLED if exact else _FLASH_ATTN_AUTO,
+            no_perf=False,
+        )
         self._ctx = api.llama_init_from_model(self._model, params)
         if not self._ctx:
             api.llama_model_free(self._model)
