@@ -298,6 +298,26 @@ def test_rewind_to_other_depths_runs_there(mixed):
         session.rewind(3)
 
 
+def test_a_prompt_longer_than_a_micro_batch(folder):
+    """1030 tokens run as micro-batches of 512 + 512 + 6 inside one llama_decode; the conv state and the
+    KV cache carry across them."""
+    model = _model(LAYOUTS["kernel_5"], seed=11)
+    max_len = 1100
+    session = RUNTIME.load(_artifact(model, folder, "long", max_len=max_len), threads=2)
+    try:
+        prompt = _prompt(model.spec, 1030, seed=12)
+        with torch.no_grad():
+            cache = model.new_cache(1, max_len)
+            want = model(torch.tensor([prompt]), cache, last_only=True)[0, -1].numpy()
+            want_step = model(torch.tensor([[5]]), cache, last_only=True)[0, -1].numpy()
+        np.testing.assert_allclose(session.prefill(prompt), want, atol=TOLERANCE, rtol=0)
+        session.step(9)
+        session.rewind(1030)
+        np.testing.assert_allclose(session.step(5), want_step, atol=TOLERANCE, rtol=0)
+    finally:
+        session.close()
+
+
 def test_rewind_without_conv_layers(folder):
     model = _model(LAYOUTS["all_attention"], seed=6)
     session = RUNTIME.load(_artifact(model, folder, "rewind-attn"), threads=1)
