@@ -5,7 +5,7 @@ Export (:meth:`LlamaCppRuntime.export`) runs in a freshly spawned child
 torch model (or loads the checkpoint), streams it into an f32 GGUF (:mod:`.gguf_export`) and, for
 f16 / q8_0 / q4_0, converts that file with llama.cpp's own quantizer (``llama_model_quantize``, what
 the ``llama-quantize`` tool runs). The parent writes nothing but renames the finished temporary file
-onto the target, so a failed export leaves nothing at ``path``.
+onto the target, so a failed export leaves nothing at ``path``, and it never loads llama.cpp itself.
 
 A :class:`LlamaCppSession` holds one model and one context (batch 1, ``n_ctx = max_len``) and
 decodes with ``llama_decode``:
@@ -144,15 +144,21 @@ def _probe_system_info() -> str:
     return proc.stdout.decode(errors="replace")
 
 
+def require_packages() -> None:
+    """Raise :class:`RuntimeUnavailable` naming the install command unless ``llama_cpp`` and ``gguf``
+    are installed (looked up, not imported)."""
+    import importlib.util
+
+    for package in ("llama_cpp", "gguf"):
+        if importlib.util.find_spec(package) is None:
+            raise RuntimeUnavailable(f"the llamacpp runtime needs {package!r}; install: {INSTALL_HINT}")
+
+
 class _Library:
     """The checked, initialised ``llama_cpp.llama_cpp`` module and llama.cpp's log (one per process)."""
 
     def __init__(self) -> None:
-        import importlib.util
-
-        for package in ("llama_cpp", "gguf"):
-            if importlib.util.find_spec(package) is None:
-                raise RuntimeUnavailable(f"the llamacpp runtime needs {package!r}; install: {INSTALL_HINT}")
+        require_packages()
         self.system_info = _probe_system_info()
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -281,6 +287,7 @@ def export_job(
     for kind in types.values():
         counts[kind] = counts.get(kind, 0) + 1
     return {
+        "runtime_version": _library().version,
         "export_s": done - start,
         "peak_rss_bytes": read_status_bytes("VmHWM"),
         "details": {
@@ -316,7 +323,7 @@ class LlamaCppRuntime:
         from lfm2_nas.profiler.runner import run_in_child
 
         check_exportable(spec, quant, max_len)
-        version = self.version()
+        require_packages()  # the rest, llama.cpp included, is loaded in the child only
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         stem = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}"
@@ -336,8 +343,9 @@ class LlamaCppRuntime:
             outcome = run_in_child("lfm2_nas.runtimes.llamacpp:export_job", kwargs, threads=threads)
             if not outcome.ok:
                 reason = outcome.reason or "no reason given"
-                if reason.startswith("ExportError: "):
-                    raise ExportError(reason.removeprefix("ExportError: "))
+                for error in (ExportError, RuntimeUnavailable):
+                    if reason.startswith(f"{error.__name__}: "):
+                        raise error(reason.removeprefix(f"{error.__name__}: "))
                 raise RuntimeError(f"llamacpp export of {spec.pattern} to {quant} failed: {reason}")
             os.replace(out_tmp, path)
         finally:
@@ -348,7 +356,7 @@ class LlamaCppRuntime:
             path=path,
             backend=self.name,
             quant=quant,
-            runtime_version=version,
+            runtime_version=value["runtime_version"],
             max_len=max_len,
             size_bytes=path.stat().st_size,
             export_s=value["export_s"],
