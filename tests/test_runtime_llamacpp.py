@@ -412,7 +412,10 @@ def test_truncated_file_fails_to_load(folder, tmp_path):
 
 # ---- the build check ------------------------------------------------------------------------------
 
-AVX512_BUILD = "CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | AVX512 = 1 | AVX512_VNNI = 1 | OPENMP = 1 | REPACK = 1 | "
+AVX512_BUILD = (
+    "CPU : SSE3 = 1 | SSSE3 = 1 | AVX = 1 | AVX2 = 1 | F16C = 1 | FMA = 1 | AVX512 = 1 | AVX512_VNNI = 1 | "
+    "OPENMP = 1 | REPACK = 1 | "
+)
 ZEN1_FLAGS = "processor\t: 0\nflags\t\t: fpu sse sse2 pni ssse3 fma avx avx2 f16c bmi2\n"
 
 
@@ -457,5 +460,6 @@ def test_a_missing_package_names_the_install_command(monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real(name, *a))
-    with pytest.raises(RuntimeUnavailable, match=r"needs 'gguf'; install: CMAKE_ARGS=.*pip install -e '\.\[llamacpp\]'"):
+    hint = r"needs 'gguf'; install: CMAKE_ARGS=.*pip install -e '\.\[llamacpp\]'"
+    with pytest.raises(RuntimeUnavailable, match=hint):
         llamacpp._Library()

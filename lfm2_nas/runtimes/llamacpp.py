@@ -10,14 +10,16 @@ onto the target, so a failed export leaves nothing at ``path``, and it never loa
 A :class:`LlamaCppSession` holds one model and one context (batch 1, ``n_ctx = max_len``) and
 decodes with ``llama_decode``:
 
-* weights are read into process memory (``load_mode = LLAMA_LOAD_MODE_NONE``, no mmap), where the torch runtime keeps its
-  weights too, so both are timed with their weights in anonymous memory and counted in the RSS;
-* an f32 artifact runs as an exact reference: f32 KV cache (the same bytes as the torch model's f32 cache) and
-  flash attention off, because llama.cpp's flash-attention path casts f32 K/V to f16 before the
-  kernel (``build_attn_mha`` in ``src/llama-graph.cpp``; measured here against a float64 torch run:
-  6e-3 logit error at logits of std 9 with it, 4e-6 without). Other formats run as llama.cpp does by default: f16 KV cache,
-  flash attention ``auto`` (on for the CPU backend). The conv state is always f32 (llama.cpp's
-  recurrent memory). :func:`context_settings` says which, and export records it in ``details``;
+* weights are read into process memory (``load_mode = LLAMA_LOAD_MODE_NONE``, no mmap), where the
+  torch runtime keeps its weights too, so both are timed with their weights in anonymous memory and
+  counted in the RSS;
+* an f32 artifact runs as an exact reference: f32 KV cache (the same bytes as the torch model's f32
+  cache) and flash attention off, because llama.cpp's flash-attention path casts f32 K/V to f16
+  before the kernel (``build_attn_mha`` in ``src/llama-graph.cpp``; measured here against a float64
+  torch run: 6e-3 logit error at logits of std 9 with it, 4e-6 without). Other formats run as
+  llama.cpp does by default: f16 KV cache, flash attention ``auto`` (on for the CPU backend). The
+  conv state is always f32 (llama.cpp's recurrent memory). :func:`context_settings` says which, and
+  export records it in ``details``;
 * ``n_batch = max_len``, so any prompt up to ``max_len`` tokens is one ``llama_decode`` call, which
   llama.cpp splits into micro-batches of ``n_ubatch = min(max_len, 512)`` tokens (its default, and
   what ``llama-bench`` uses); the profiler fills the cache to a depth with :meth:`~LlamaCppSession.prefill`;
@@ -120,7 +122,8 @@ def check_cpu_support(system_info: str, cpuinfo: str) -> None:
     flags = cpu_flags(cpuinfo)
     if not flags:
         return
-    missing = sorted(f for f in compiled_cpu_features(system_info) if f in _CPUINFO_FLAG and _CPUINFO_FLAG[f] not in flags)
+    compiled = compiled_cpu_features(system_info)
+    missing = sorted(f for f in compiled if f in _CPUINFO_FLAG and _CPUINFO_FLAG[f] not in flags)
     if missing:
         raise RuntimeUnavailable(
             f"llama.cpp was compiled for CPU features this CPU lacks ({', '.join(missing)}): it would crash "
@@ -200,7 +203,9 @@ class _Library:
 
     def errors(self, mark: int = 0) -> str:
         """The last warning/error lines since ``mark``, for exception messages."""
-        lines = [text.strip() for level, text in self.lines_since(mark) if level in (_LOG_WARN, _LOG_ERROR) and text.strip()]
+        lines = [
+            text.strip() for level, text in self.lines_since(mark) if level in (_LOG_WARN, _LOG_ERROR) and text.strip()
+        ]
         return "; ".join(lines[-3:]) if lines else "llama.cpp logged no error"
 
     @property
@@ -588,7 +593,9 @@ class LlamaCppSession:
         mark = self._lib.mark()
         rc = api.llama_decode(self._ctx, batch)
         if rc != 0:
-            raise RuntimeError(f"llama_decode of {n} token(s) at position {start} failed (code {rc}): {self._lib.errors(mark)}")
+            raise RuntimeError(
+                f"llama_decode of {n} token(s) at position {start} failed (code {rc}): {self._lib.errors(mark)}"
+            )
         logits = api.llama_get_logits_ith(self._ctx, -1)
         return np.ctypeslib.as_array(logits, shape=(self.n_vocab,)).copy()
 
