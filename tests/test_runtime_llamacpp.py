@@ -463,3 +463,13 @@ def test_a_missing_package_names_the_install_command(monkeypatch):
     hint = r"needs 'gguf'; install: CMAKE_ARGS=.*pip install -e '\.\[llamacpp\]'"
     with pytest.raises(RuntimeUnavailable, match=hint):
         llamacpp._Library()
+
+
+def test_importing_the_runtime_loads_neither_torch_nor_llama_cpp():
+    import subprocess
+    import sys
+
+    code = "import sys, lfm2_nas.runtimes.llamacpp; print(sorted({'torch', 'llama_cpp'} & set(sys.modules)))"
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
+    assert out.stdout.strip() == "[]"

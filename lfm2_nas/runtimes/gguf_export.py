@@ -35,13 +35,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from lfm2_nas.model import LFM2Model
 from lfm2_nas.runtimes.base import ExportError
 from lfm2_nas.spec import ATTENTION, ModelSpec
+
+if TYPE_CHECKING:  # torch is imported where weights are written, not by the profiler's parent process
+    import torch
+
+    from lfm2_nas.model import LFM2Model
 
 #: Weight formats of a GGUF this module's users can ask for; f32 is written here, the others by
 #: llama.cpp's own quantizer from the f32 file.
@@ -122,6 +126,7 @@ def write_f32_gguf(model: LFM2Model, path: Path, name: str) -> str:
     converted tensor besides the model.
     """
     import gguf
+    import torch
 
     spec = model.spec
     arch = gguf_arch(spec)
