@@ -206,6 +206,30 @@ def test_export_q4_0_through_a_child_process(tmp_path):
         session.close()
 
 
+def child_session_run(artifact: dict, tokens: list[int]) -> dict:
+    """Runs in a measuring child (torch imported and its threads started first, as the profiler does)."""
+    session = RUNTIME.load(Artifact.from_dict(artifact), threads=2)
+    try:
+        session.prefill(tokens)
+        logits = session.step(tokens[0])
+        return {"argmax": int(logits.argmax()), "perf": session.perf(), "memory": session.memory()}
+    finally:
+        session.close()
+
+
+def test_a_session_in_a_measuring_child(folder):
+    from lfm2_nas.profiler.runner import run_in_child
+
+    model = _model(LAYOUTS["mixed"], seed=13)
+    artifact = _artifact(model, folder, "child")
+    tokens = _prompt(model.spec)
+    outcome = run_in_child(f"{__name__}:child_session_run", {"artifact": artifact.to_dict(), "tokens": tokens}, 2)
+    assert outcome.ok, outcome.reason
+    expected = _torch_logits(model, tokens, tokens[:1])[1]
+    assert outcome.value["argmax"] == int(expected.argmax())
+    assert outcome.value["perf"]["eval_tokens"] == 1 and outcome.value["perf"]["prompt_tokens"] == PROMPT
+
+
 def test_export_from_a_checkpoint_matches_torch(tmp_path):
     model = _model(LAYOUTS["untied_head"], seed=4)
     save_pretrained(model, tmp_path / "ckpt")
