@@ -29,15 +29,16 @@ Rewinding (:meth:`LlamaCppSession.rewind`). An LFM2 layout uses llama.cpp's hybr
 plus a recurrent cell holding each conv layer's last K-1 inputs. KV positions can be removed
 (``llama_memory_seq_rm``), but a recurrent cell holds only the state after its last token, and
 ``llama_memory_recurrent::seq_rm`` refuses to cut a sequence short (it returns false, and the hybrid
-memory then removes nothing: ``src/llama-memory-hybrid.cpp``, ``src/llama-memory-recurrent.cpp``;
-its experimental ``n_rs_seq`` rollback only keeps states written within the last micro-batch, so it
-cannot undo a one-token step). So every :meth:`~LlamaCppSession.prefill` ends by copying the
+memory then removes nothing: ``src/llama-memory-hybrid.cpp``, ``src/llama-memory-recurrent.cpp``).
+The experimental ``n_rs_seq`` rollback is not used: the graph keeps per-token states only for the
+tokens of the current micro-batch (``src/models/lfm2.cpp``), so after a one-token step there is no
+earlier state to roll back to. Instead every :meth:`~LlamaCppSession.prefill` ends by copying the
 conv state out (``llama_state_seq_get_data_ext`` with ``LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY``: the
 recurrent part only, ``n_conv_layers * hidden * (K-1) * 4`` bytes plus a small header), and
 ``rewind(prompt_length)`` writes it back and then drops the KV positions from there on. That costs
-one small copy per prefill and per rewind and nothing per step. A rewind to another depth re-runs
-the first ``depth`` tokens once (which snapshots that depth for the next rewinds). A layout without
-conv layers has no recurrent state: its rewind is ``seq_rm`` alone.
+one small copy per prefill and per rewind (0.1 ms for LFM2-350M) and nothing per step. A rewind to
+another depth re-runs the first ``depth`` tokens once (which snapshots that depth for the next
+rewinds). A layout without conv layers has no recurrent state: its rewind is ``seq_rm`` alone.
 
 Build check: ``llama-cpp-python`` compiles llama.cpp for the CPU it is built on (``-march=native``);
 a wheel built on another machine may use instructions this CPU lacks (AVX-512 on a CPU without it:
