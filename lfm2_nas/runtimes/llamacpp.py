@@ -31,8 +31,9 @@ plus a recurrent cell holding each conv layer's last K-1 inputs. KV positions ca
 ``llama_memory_recurrent::seq_rm`` refuses to cut a sequence short (it returns false, and the hybrid
 memory then removes nothing: ``src/llama-memory-hybrid.cpp``, ``src/llama-memory-recurrent.cpp``).
 The experimental ``n_rs_seq`` rollback is not used: the graph keeps per-token states only for the
-tokens of the current micro-batch (``src/models/lfm2.cpp``), so after a one-token step there is no
-earlier state to roll back to. Instead every :meth:`~LlamaCppSession.prefill` ends by copying the
+tokens of the current micro-batch (``src/models/lfm2.cpp``), so after one-token steps there is no
+earlier state to roll back to (tried here with ``n_rs_seq`` 1 and 4: ``seq_rm`` of the last step
+reports success, and repeating that step gives logits off by 31 at logits of std 9). Instead every :meth:`~LlamaCppSession.prefill` ends by copying the
 conv state out (``llama_state_seq_get_data_ext`` with ``LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY``: the
 recurrent part only, ``n_conv_layers * hidden * (K-1) * 4`` bytes plus a small header), and
 ``rewind(prompt_length)`` writes it back and then drops the KV positions from there on. That costs
