@@ -242,9 +242,7 @@ def _library() -> _Library:
 def quantize(src: Path, dst: Path, quant: str, threads: int) -> None:
     """Convert the GGUF ``src`` to ``quant`` at ``dst`` with ``llama_model_quantize`` (llama-quantize's defaults)."""
     lib = _library()
-    params = lib.api.llama_model_quantize_default_params()
-    params.nthread = threads
-    params.ftype = _FTYPE[quant]
+    params = _set(lib.api.llama_model_quantize_default_params(), nthread=threads, ftype=_FTYPE[quant])
     mark = lib.mark()
     rc = lib.api.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
     if rc != 0:
@@ -265,7 +263,8 @@ def export_job(
 ) -> dict[str, Any]:
     """Child-process side of :meth:`LlamaCppRuntime.export`: write ``out_path`` (via ``f32_path``).
 
-    Returns timings (s), the process's peak RSS (bytes) and what was written.
+    Returns timings (s; ``export_s`` from building the model to the finished file, the library check and
+    the child's start-up excluded), the process's peak RSS (bytes) and what was written.
     """
     import torch
 
@@ -274,6 +273,7 @@ def export_job(
     from lfm2_nas.profiler.memory import read_status_bytes
     from lfm2_nas.runtimes.gguf_export import tensor_types, write_f32_gguf
 
+    version = _library().version  # loads and checks llama.cpp before the clock starts
     layout = ModelSpec.from_dict(spec)
     start = time.perf_counter()
     with torch.no_grad():
@@ -294,7 +294,7 @@ def export_job(
     for kind in types.values():
         counts[kind] = counts.get(kind, 0) + 1
     return {
-        "runtime_version": _library().version,
+        "runtime_version": version,
         "export_s": done - start,
         "peak_rss_bytes": read_status_bytes("VmHWM"),
         "details": {
