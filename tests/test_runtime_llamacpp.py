@@ -302,6 +302,21 @@ def test_rewind_to_the_prompt_repeats_the_same_step(mixed):
         np.testing.assert_array_equal(session.step(token), first[i])
 
 
+def test_rewind_in_a_quantized_session(folder):
+    """f16 KV cache and flash attention (the non-f32 settings) rewind the same way."""
+    model = _model(LAYOUTS["mixed"], seed=14)
+    session = RUNTIME.load(_artifact(model, folder, "rewind-q8", "q8_0"), threads=1)
+    try:
+        prompt = _prompt(model.spec)
+        session.prefill(prompt)
+        first = session.step(7)
+        session.step(8)
+        session.rewind(PROMPT)
+        np.testing.assert_array_equal(session.step(7), first)
+    finally:
+        session.close()
+
+
 def test_rewind_to_other_depths_runs_there(mixed):
     model, session = mixed
     prompt, steps = _prompt(model.spec), _prompt(model.spec, 6, seed=4)
