@@ -17,11 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from lfm2_nas.io import atomic_write_text
-from lfm2_nas.profiler.memory import read_status_bytes
-from lfm2_nas.profiler.runner import run_in_child
-from lfm2_nas.profiler.settings import available_cpus
 from lfm2_nas.runtimes import get_runtime, installed_version
-from lfm2_nas.runtimes.base import Artifact
+from lfm2_nas.runtimes.base import Artifact, ExportError, RuntimeUnavailable
 from lfm2_nas.spec import ModelSpec
 
 
@@ -45,20 +42,18 @@ def ensure_artifact(
     directory: Path,
     *,
     seed: int = 0,
-    threads: int | None = None,
-    timeout_s: float | None = None,
 ) -> Artifact:
     """The cached artifact of ``spec`` for ``backend``/``quant`` with a cache of ``max_len`` positions,
     exported now when it is missing or fails its check. :class:`ArtifactFailed` when the export
     process fails; :class:`~lfm2_nas.runtimes.base.ExportError` when the runtime cannot represent
     the layout (checked first, nothing is written)."""
-    get_runtime(backend).check(spec, quant)
+    get_runtime(backend).check(spec, quant, max_len)
     path = artifact_path(backend, spec, quant, max_len, directory, seed)
     found = _verified(path)
     if found is not None:
         return found
     _record(path).unlink(missing_ok=True)
-    artifact = export_artifact(backend, spec, quant, max_len, path, seed=seed, threads=threads, timeout_s=timeout_s)
+    artifact = export_artifact(backend, spec, quant, max_len, path, seed=seed)
     record = {**artifact.to_dict(), "sha256": _sha256(path)}
     atomic_write_text(_record(path), json.dumps(record, indent=1) + "\n")
     return artifact
@@ -73,31 +68,19 @@ def export_artifact(
     *,
     seed: int = 0,
     checkpoint: Path | None = None,
-    threads: int | None = None,
-    timeout_s: float | None = None,
 ) -> Artifact:
-    """Export ``spec`` to ``path`` in a freshly spawned process (its peak memory is the export's own);
-    :class:`ArtifactFailed` when that process fails, with nothing left at ``path``."""
-    get_runtime(backend).check(spec, quant)
+    """Export ``spec`` to ``path`` (the runtime exports in a spawned process of its own, so its peak
+    memory is the export's); :class:`ArtifactFailed` when that process fails, nothing left at ``path``."""
+    runtime = get_runtime(backend)
+    runtime.check(spec, quant, max_len)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    kwargs = {"backend": backend, "spec": spec.to_dict(), "quant": quant, "max_len": max_len, "path": str(path),
-              "seed": seed, "checkpoint": None if checkpoint is None else str(checkpoint)}
-    outcome = run_in_child("lfm2_nas.profiler.artifacts:export_here", kwargs, threads or available_cpus(), timeout_s)
-    if not outcome.ok:
+    try:
+        return runtime.export(spec, quant, max_len, Path(path), seed=seed, checkpoint=checkpoint)
+    except (ExportError, RuntimeUnavailable):
+        raise
+    except (RuntimeError, OSError, MemoryError) as err:
         Path(path).unlink(missing_ok=True)
-        raise ArtifactFailed(outcome.reason or "the export process failed")
-    return Artifact.from_dict(outcome.value)
-
-
-def export_here(backend: str, spec: dict[str, Any], quant: str, max_len: int, path: str, seed: int,
-                checkpoint: str | None) -> dict[str, Any]:
-    """Export in this process (the child target of :func:`export_artifact`); the artifact's record with
-    this process's peak resident memory as the export's."""
-    artifact = get_runtime(backend).export(ModelSpec.from_dict(spec), quant, max_len, Path(path), seed=seed,
-                                           checkpoint=None if checkpoint is None else Path(checkpoint))
-    record = artifact.to_dict()
-    record["export_peak_rss_bytes"] = read_status_bytes("VmHWM") or artifact.export_peak_rss_bytes
-    return record
+        raise ArtifactFailed(str(err).splitlines()[0] if str(err) else type(err).__name__) from None
 
 
 def _record(path: Path) -> Path:

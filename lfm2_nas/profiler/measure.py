@@ -35,10 +35,6 @@ from lfm2_nas.profiler.settings import Settings
 from lfm2_nas.profiler.timing import sample_ms
 from lfm2_nas.spec import ModelSpec
 
-#: Tokens per chunk when a deployment runtime's cache is filled to a depth (bounded activations).
-FILL_CHUNK = 512
-
-
 def measure_layout(spec: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     """Measure one layout under one setting with the torch backend (child target); returns samples
     and memory figures."""
@@ -141,18 +137,19 @@ def _environment(torch: Any, device: str) -> dict[str, Any]:
 def measure_artifact(spec: dict[str, Any], settings: dict[str, Any], artifact: dict[str, Any]) -> dict[str, Any]:
     """Measure a deployment runtime's exported artifact (child target), with the contract of
     :func:`measure_layout`: the runtime loaded with the settings' threads; its cache filled to the depth
-    by a real prefill of random tokens (in chunks of :data:`FILL_CHUNK`); single decode steps timed,
-    the cache rewound to the depth before each (every sample runs at the same depth); the prompt timed
-    from an empty cache. Memory: the process's resident set, with the runtime's own buffer sizes
-    (``runtime_weights_bytes``, ``runtime_cache_bytes``, ``runtime_compute_bytes``) where it shows them; ``weights_bytes`` is the growth at load less the cache
-    the runtime reports (loading allocates both)."""
+    by a real prefill of random tokens; single decode steps timed, the cache rewound to the depth before
+    each (every sample runs at the same depth); the prompt timed from an empty cache. Memory: the
+    process's resident set, with the runtime's own buffer sizes (``runtime_weights_bytes``,
+    ``runtime_cache_bytes``, ``runtime_compute_bytes``) where it shows them; ``weights_bytes`` is the
+    growth at load less the cache the runtime reports (loading allocates both). Where the session
+    offers ``perf``, the runtime's own mean ms per decode step and per prompt over the same calls
+    (warm-up calls included) are recorded beside ours (``runtime_decode_ms``, ``runtime_prefill_ms``)."""
     import numpy as np
 
     from lfm2_nas.runtimes import get_runtime
     from lfm2_nas.runtimes.base import Artifact
 
     layout, wl = ModelSpec.from_dict(spec), Settings.from_dict(settings)
-    runtime = get_runtime(wl.backend)
     rng = np.random.default_rng(0)
     prompt = rng.integers(0, layout.vocab_size, wl.prompt_len).tolist()
     history = rng.integers(0, layout.vocab_size, wl.context_depth).tolist()
@@ -161,23 +158,28 @@ def measure_artifact(spec: dict[str, Any], settings: dict[str, Any], artifact: d
 
     baseline = probe.settle()
     probe.reset_peak()
-    session = runtime.load(Artifact.from_dict(artifact), wl.threads)
+    session = get_runtime(wl.backend).load(Artifact.from_dict(artifact), wl.threads)
     loaded = probe.settle() - baseline
     peaks = [probe.peak_bytes()]
     runtime_memory = session.memory()
     cache_bytes = runtime_memory.get("cache_bytes") or 0
-    session.rewind(0)
-    for start in range(0, wl.context_depth, FILL_CHUNK):
-        session.extend(history[start:start + FILL_CHUNK])
+    if history:
+        session.prefill(history)
+    perf = getattr(session, "perf", None)
 
     meter = OtherCpuMeter()
+    if perf:
+        perf(reset=True)
     decode_ms, decode_act, decode_peak = probe.phase(
-        lambda: sample_ms(lambda: session.extend([token]), wl, setup=lambda: session.rewind(wl.context_depth))
+        lambda: sample_ms(lambda: session.step(token), wl, setup=lambda: session.rewind(wl.context_depth))
     )
+    own = perf(reset=True) if perf else {}
     prefill_ms, prefill_act, prefill_peak = probe.phase(lambda: sample_ms(lambda: session.prefill(prompt), wl))
+    own_prefill = perf() if perf else {}
     peaks += [decode_peak, prefill_peak]
     other = meter.other_cores()
     session.close()
+    prefill_calls = wl.warmup + len(prefill_ms)
     return {
         "prefill_ms": prefill_ms,
         "decode_ms": decode_ms,
@@ -192,6 +194,11 @@ def measure_artifact(spec: dict[str, Any], settings: dict[str, Any], artifact: d
             "process_peak_bytes": max(peaks),
             "reserved_peak_bytes": None,
         },
-        "environment": {"other_cpu_cores": other, "decode_path": f"{wl.backend} {wl.quant}",
-                        **{f"runtime_{k}": runtime_memory.get(k) for k in ("weights_bytes", "cache_bytes", "compute_bytes")}},
+        "environment": {
+            "other_cpu_cores": other,
+            "decode_path": f"{wl.backend} {wl.quant}",
+            **{f"runtime_{k}": runtime_memory.get(k) for k in ("weights_bytes", "cache_bytes", "compute_bytes")},
+            "runtime_decode_ms": own.get("eval_ms_per_token") if own.get("eval_tokens") else None,
+            "runtime_prefill_ms": own_prefill["prompt_ms"] / prefill_calls if own_prefill.get("prompt_tokens") else None,
+        },
     }

@@ -89,7 +89,7 @@ def profile_layout(
         from lfm2_nas.runtimes import get_runtime, installed_version
 
         version = installed_version(settings.backend)
-        get_runtime(settings.backend).check(spec, settings.quant)
+        get_runtime(settings.backend).check(spec, settings.quant, settings.max_len)
     store = _store(store, hardware)
     key = result_key(spec, settings, hardware.slug, version)
     cached = store.get(key) if use_cache else None
@@ -159,8 +159,7 @@ def _artifact(spec: ModelSpec, settings: Settings, result: ProfileResult) -> dic
     from lfm2_nas.profiler.artifacts import ArtifactFailed, ensure_artifact
 
     try:
-        artifact = ensure_artifact(settings.backend, spec, settings.quant, settings.max_len, artifacts_dir(),
-                                   threads=settings.threads, timeout_s=settings.timeout_s)
+        artifact = ensure_artifact(settings.backend, spec, settings.quant, settings.max_len, artifacts_dir())
     except ArtifactFailed as err:
         result.reason = f"export failed: {err}"
         log.warning("export of %s to %s %s failed: %s", result.label, settings.backend, settings.quant, err)

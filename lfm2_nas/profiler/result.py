@@ -23,7 +23,7 @@ ENVIRONMENT_COLUMNS = (
     "prefill_ms_process_medians", "decode_ms_process_medians",
     # deployment runtimes: the artifact measured and what exporting it cost
     "runtime_version", "artifact_bytes", "export_s", "export_peak_bytes", "artifact_details",
-    "runtime_weights_bytes", "runtime_cache_bytes", "runtime_compute_bytes",
+    "runtime_weights_bytes", "runtime_cache_bytes", "runtime_compute_bytes", "runtime_decode_ms", "runtime_prefill_ms",
 )
 #: The settings that decide what a timing means; ``timeout_s`` only decides whether one is taken.
 _TIMING_KEYS = ("warmup", "min_count", "min_duration_s", "processes")

@@ -10,7 +10,11 @@ inside a freshly spawned measuring process, so the interface is deliberately sma
 * :meth:`Runtime.load` opens it with a thread count fixed before the runtime starts its pool;
 * a :class:`Session` runs a prompt from an empty cache, one decode step at the current position,
   rewinds the cache to a depth (the profiler times every decode step at the same depth), and reports
-  the runtime's own memory figures.
+  the runtime's own memory figures. A session may also offer ``perf(reset)``, the runtime's own
+  timing counters (``eval_ms_per_token``, ``prompt_ms``), which the profiler records beside its own.
+
+:meth:`Runtime.export` runs the export in a freshly spawned process of its own (its peak memory is
+the export's, and a crash costs one export), so callers call it directly.
 
 Batch is 1 for the deployment runtimes (what phones and laptops run). Logits come back as a
 ``numpy`` float32 vector over the vocabulary (the last position), so parity tests compare them with
@@ -72,9 +76,8 @@ class Session(Protocol):
         """Run ``tokens`` from position 0 (the cache is emptied first, conv state included); the last
         position's logits."""
 
-    def extend(self, tokens: Sequence[int]) -> Any:
-        """Run ``tokens`` at the current position (which then advances by ``len(tokens)``); the last
-        position's logits. A decode step is ``extend([token])``; a long cache fill is several chunks."""
+    def step(self, token: int) -> Any:
+        """One decode step at the current position (which then advances by one); its logits."""
 
     def rewind(self, depth: int) -> None:
         """Make the cache hold exactly positions ``0 .. depth-1``: the next step runs at ``depth``."""
@@ -99,9 +102,9 @@ class Runtime(Protocol):
     #: File name suffix of this runtime's artifacts (``.pte``, ``.gguf``).
     suffix: str
 
-    def check(self, spec: ModelSpec, quant: str) -> None:
-        """Raise :class:`ExportError` (one line) when ``spec`` or ``quant`` cannot be exported; cheap,
-        nothing is built (the profiler asks before measuring anything)."""
+    def check(self, spec: ModelSpec, quant: str, max_len: int) -> None:
+        """Raise :class:`ExportError` (one line) when ``spec``, ``quant`` or a cache of ``max_len``
+        positions cannot be exported; cheap, nothing is built (asked before anything is measured)."""
 
     def version(self) -> str:
         """Version string of the installed runtime; :class:`RuntimeUnavailable` when it is missing."""

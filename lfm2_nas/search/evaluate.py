@@ -80,7 +80,7 @@ class Measurer:
 
         if self.settings.backend != "torch":
             try:
-                get_runtime(self.settings.backend).check(spec, self.settings.quant_scheme)
+                get_runtime(self.settings.backend).check(spec, self.settings.quant_scheme, self.settings.max_len)
             except ExportError as err:
                 return LatencyResult(ok=False, reason=f"the {self.settings.backend} backend cannot run this layout: {err}")
         measured = is_measured(spec, self.settings, self.profile)

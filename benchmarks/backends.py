@@ -1,0 +1,146 @@
+"""Benchmark: one layout in every runtime, side by side, in alternating rounds.
+
+    flock -x /tmp/lfm2-cpu.lock python benchmarks/backends.py --out experiments/backends
+
+For each layout (default: LFM2-350M and its all-attention baseline) and each backend/scheme (torch
+fp32, ExecuTorch fp32 and 8da4w, llama.cpp f32, q8_0 and q4_0), the profiler measures prefill of a
+``--prompt-len`` prompt and decode at each ``--depths`` value, with ``--threads`` threads, through the
+same code path a sweep or search uses (:func:`lfm2_nas.profiler.profile_layout`: export cached, every
+measurement in a fresh process). Round ``r`` runs the rows in order, round ``r+1`` in reverse, so a
+slow stretch of a shared machine does not fall on one backend only. Each round's rows are stored in
+``<out>/round-<r>.jsonl`` (a re-run resumes); every row is printed as one JSON line, then the summary:
+per layout, backend and depth the median over rounds of the decode and prefill medians, the spread
+across rounds, the speedup over torch fp32 on the same layout, and the runtime's own timing where it
+reports one (llama.cpp's perf counters, recorded in the same measuring process). ``<out>/summary.json``,
+``<out>/rows.csv`` and ``<out>/backends.png`` are written at the end. The last line is the summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from lfm2_nas.io import atomic_write_text
+from lfm2_nas.profiler import Settings, load_or_measure_hardware, profile_layout
+from lfm2_nas.profiler.store import write_tables
+from lfm2_nas.resolve import resolve_spec
+
+BACKENDS = ("torch:none", "executorch:fp32", "executorch:8da4w", "llamacpp:f32", "llamacpp:q8_0", "llamacpp:q4_0")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--layouts", nargs="+", default=["lfm2-350m", "lfm2-350m-all-attn"])
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), help="backend:quant pairs")
+    parser.add_argument("--prompt-len", type=int, default=512)
+    parser.add_argument("--depths", nargs="+", type=int, default=[0, 4096, 16384])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--min-count", type=int, default=5)
+    parser.add_argument("--min-duration-s", type=float, default=2.0)
+    parser.add_argument("--timeout-s", type=float, default=1800)
+    parser.add_argument("--out", type=Path, default=Path("experiments") / "backends")
+    args = parser.parse_args()
+
+    hardware = load_or_measure_hardware("cpu")
+    items = [(layout, backend, depth) for layout in args.layouts for backend in args.backends for depth in args.depths]
+    rows: list[dict[str, Any]] = []
+    for r in range(args.rounds):
+        for layout, backend, depth in items if r % 2 == 0 else list(reversed(items)):
+            name, quant = backend.split(":")
+            settings = Settings(
+                prompt_len=args.prompt_len, context_depth=depth, threads=args.threads, backend=name,
+                quant=None if name == "torch" else quant, warmup=1, min_count=args.min_count,
+                min_duration_s=args.min_duration_s, timeout_s=args.timeout_s,
+            )
+            result = profile_layout(resolve_spec(layout), settings, hardware, store=args.out / f"round-{r}.jsonl",
+                                    label=layout)
+            row = {k: v for k, v in result.to_row().items() if not k.endswith("_samples")}
+            row["round"] = r
+            rows.append(row)
+            print(json.dumps({k: row.get(k) for k in _PRINTED}), flush=True)
+    summary = summarize(rows, args, hardware.label)
+    write_tables(rows, args.out)
+    atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    plot(summary, args.out / "backends.png")
+    print(json.dumps(summary))
+
+
+_PRINTED = ("round", "layout", "backend", "quant", "context_depth", "ok", "reason", "decode_ms_median", "decode_ms_p10",
+            "prefill_ms_median", "runtime_decode_ms", "artifact_bytes", "export_s", "peak_bytes", "busy")
+
+
+def summarize(rows: list[dict[str, Any]], args: argparse.Namespace, hardware: str) -> dict[str, Any]:
+    """Median over rounds per (layout, backend, depth), spread across rounds and speedup over torch."""
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["layout"], f"{row['backend']}:{row['quant']}", row["context_depth"]), []).append(row)
+    table = []
+    for (layout, backend, depth), members in groups.items():
+        ok = [m for m in members if m["ok"]]
+        entry: dict[str, Any] = {"layout": layout, "backend": backend, "depth": depth, "rounds_ok": len(ok),
+                                 "rounds_busy": sum(bool(m.get("busy")) for m in members)}
+        for column in ("decode_ms_median", "decode_ms_p10", "prefill_ms_median", "runtime_decode_ms", "peak_bytes"):
+            values = [m[column] for m in ok if m.get(column) is not None]
+            entry[column] = statistics.median(values) if values else None
+            if column in ("decode_ms_median", "prefill_ms_median") and values:
+                entry[column.replace("_median", "_round_spread")] = (max(values) - min(values)) / statistics.median(values)
+        entry["artifact_bytes"] = next((m.get("artifact_bytes") for m in ok if m.get("artifact_bytes")), None)
+        entry["reason"] = None if ok else members[-1].get("reason")
+        table.append(entry)
+    base = {(e["layout"], e["depth"]): e for e in table if e["backend"] == "torch:none"}
+    for entry in table:
+        ref = base.get((entry["layout"], entry["depth"]))
+        for column, name in (("decode_ms_median", "decode_speedup_vs_torch"), ("prefill_ms_median", "prefill_speedup_vs_torch")):
+            fine = ref and ref.get(column) and entry.get(column)
+            entry[name] = ref[column] / entry[column] if fine else None
+        own = entry.get("runtime_decode_ms")
+        entry["our_vs_runtime_decode"] = entry["decode_ms_median"] / own if own and entry.get("decode_ms_median") else None
+    return {
+        "benchmark": "backends",
+        "hardware": hardware,
+        "threads": args.threads,
+        "prompt_len": args.prompt_len,
+        "rounds": args.rounds,
+        "rows": len(rows),
+        "failed_rows": sum(not r["ok"] for r in rows),
+        "table": table,
+    }
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    """Decode ms/token per backend at each depth, one panel per layout (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layouts = sorted({e["layout"] for e in summary["table"]})
+    backends = list(dict.fromkeys(e["backend"] for e in summary["table"]))
+    depths = sorted({e["depth"] for e in summary["table"]})
+    fig, axes = plt.subplots(1, len(layouts), figsize=(6 * len(layouts), 4), sharey=True, squeeze=False)
+    width = 0.8 / max(len(backends), 1)
+    for ax, layout in zip(axes[0], layouts):
+        for i, backend in enumerate(backends):
+            values = [next((e["decode_ms_median"] for e in summary["table"]
+                            if e["layout"] == layout and e["backend"] == backend and e["depth"] == d), None) or 0
+                      for d in depths]
+            ax.bar([j + i * width for j in range(len(depths))], values, width, label=backend)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(depths))], [f"depth {d}" for d in depths])
+        ax.set_yscale("log")
+        ax.set_title(layout)
+        ax.set_ylabel("decode ms/token (median over rounds)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{summary['hardware']}, {summary['threads']} threads")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
