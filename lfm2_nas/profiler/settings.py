@@ -320,11 +320,11 @@ def read_settings(
         pairs = list(zip(prompts, depths))
     else:
         pairs = list(itertools.product(prompts, depths))
-    names = list(values)
+    axis_keys = list(values)
     out: list[Settings] = []
     for (prompt, depth), combo in itertools.product(pairs, itertools.product(*values.values())):
         try:
-            out.append(replace(defaults, prompt_len=prompt, context_depth=depth, **dict(zip(names, combo))))
+            out.append(replace(defaults, prompt_len=prompt, context_depth=depth, **dict(zip(axis_keys, combo))))
         except SettingsError as err:
             for problem in err.problems:
                 key, _, message = problem.partition(": ")
