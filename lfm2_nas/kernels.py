@@ -121,8 +121,9 @@ def reset_used() -> None:
     _used.clear()
 
 
-def kernel_name(x: torch.Tensor, weight: torch.Tensor) -> str:
-    """The kernel :func:`linear` uses for these operands (without calling it)."""
+def kernel_name(x: torch.Tensor, weight: torch.Tensor, track: bool = True) -> str:
+    """The kernel :func:`linear` uses for these operands (without calling it); ``track=False`` leaves
+    :func:`used` alone (an instrument's own products, not the model's)."""
     if x.device.type != "cpu" or not weight.is_contiguous() or x.dtype != weight.dtype or (
         torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     ):
@@ -130,7 +131,8 @@ def kernel_name(x: torch.Tensor, weight: torch.Tensor) -> str:
     rows = x.numel() // x.shape[-1] if x.dim() else 1
     key = (phase(rows), str(weight.dtype).removeprefix("torch."), bucket(weight.numel()))
     name = _choice.get(key, DEFAULT)
-    _used[key] = name
+    if track:
+        _used[key] = name
     return name
 
 

@@ -7,13 +7,13 @@ from dataclasses import replace
 import pytest
 import torch
 import torch.nn.functional as F
+from profiler_support import fake_cpu_profile
 
 from lfm2_nas import kernels
 from lfm2_nas.profiler import Settings, profile_layout
 from lfm2_nas.profiler import hardware as hardware_module
 from lfm2_nas.profiler.hardware import HardwareProfile, applicable_kernel_choice, measure_kernel_choice
 from lfm2_nas.profiler.runner import ChildOutcome
-from profiler_support import fake_cpu_profile
 
 ONEDNN = "onednn" in kernels.KERNELS
 needs_onednn = pytest.mark.skipif(not ONEDNN, reason="this torch has no oneDNN")

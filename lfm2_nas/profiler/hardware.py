@@ -408,9 +408,9 @@ def measure_kernel_choice(
                     x = torch.randn(1, rows, shape[1]).to(dtype)
                     used = weights if rows == 1 else weights[:2]
                     runnable = {name: fn for name, fn in kernels.KERNELS.items()
-                                if kernels.runs(lambda fn=fn: fn(x, used[0], None))}
+                                if kernels.runs(lambda fn=fn, x=x, w=used[0]: fn(x, w, None))}
 
-                    def calls(fn: Any = None) -> None:
+                    def calls(fn: Any, x: Any = x, used: list = used) -> None:
                         for w in used:
                             fn(x, w, None)
 
