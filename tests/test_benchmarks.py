@@ -95,3 +95,13 @@ def test_the_benchmark_installs_the_machines_kernel_table_or_the_default(tmp_pat
         assert choice["kernel_table"] == kernels.current_choice() == {}
     finally:
         kernels.set_choice(None)
+
+
+def test_decode_depth_compares_the_fills_against_their_spread():
+    decode_depth = _load("decode_depth")
+    samples = {"synthetic": [10.0, 11.0, 12.0], "prefill": [10.5, 11.5, 12.5]}
+    close = decode_depth.compare_fills(samples, {"synthetic": [10.0, 11.0], "prefill": [11.0, 11.2]})
+    assert close["decode_ms_median"] == {"synthetic": 11.0, "prefill": 11.5}
+    assert close["prefill_over_synthetic"] == 11.5 / 11.0 and close["within_spread"]
+    far = decode_depth.compare_fills(samples, {"synthetic": [11.0, 11.1], "prefill": [11.4, 11.5]})
+    assert not far["within_spread"]
