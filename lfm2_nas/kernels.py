@@ -79,15 +79,25 @@ def parse_key(name: str) -> tuple[str, str, str]:
     return parts  # type: ignore[return-value]
 
 
+#: Another kernel replaces :data:`DEFAULT` only when it is faster by more than this fraction: a
+#: difference within timing noise keeps the safe default.
+MARGIN = 0.03
+
+
 def choose(timings: Mapping[str, Mapping[str, float]]) -> dict[str, str]:
     """The table from measured times: for each key (``"phase/dtype/bucket"``) the kernel with the least
-    seconds per call. Kernels that did not run are absent from a key's timings; a key with none is left
-    out (it falls back to :data:`DEFAULT`). Ties go to :data:`DEFAULT`, then by name."""
+    seconds per call, except that :data:`DEFAULT` is kept unless the fastest beats it by more than
+    :data:`MARGIN`. Kernels that did not run are absent from a key's timings; a key with none is left
+    out (it falls back to :data:`DEFAULT`)."""
     table = {}
     for name, per_kernel in timings.items():
         parse_key(name)
-        if per_kernel:
-            table[name] = min(sorted(per_kernel), key=lambda k: (per_kernel[k], k != DEFAULT))
+        if not per_kernel:
+            continue
+        fastest = min(sorted(per_kernel), key=lambda k: (per_kernel[k], k != DEFAULT))
+        if DEFAULT in per_kernel and per_kernel[fastest] >= per_kernel[DEFAULT] * (1 - MARGIN):
+            fastest = DEFAULT
+        table[name] = fastest
     return table
 
 

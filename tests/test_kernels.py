@@ -34,10 +34,13 @@ def test_choose_takes_the_fastest_kernel_per_key():
         "decode/bfloat16/huge": {"F.linear": 5e-3},  # oneDNN did not run
         "decode/bfloat16/small": {},  # nothing ran: left to the default
         "decode/float32/small": {"F.linear": 1e-3, "onednn": 1e-3},  # a tie goes to the default
+        "decode/float32/medium": {"F.linear": 1e-3, "onednn": 0.98e-3},  # within the margin: the default
+        "prefill/float32/medium": {"F.linear": 1e-3, "onednn": 0.9e-3},  # beyond it: the faster
     }
     assert kernels.choose(timings) == {
         "decode/float32/large": "onednn", "prefill/float32/large": "F.linear",
         "decode/bfloat16/huge": "F.linear", "decode/float32/small": "F.linear",
+        "decode/float32/medium": "F.linear", "prefill/float32/medium": "onednn",
     }
     with pytest.raises(ValueError, match="malformed kernel table key"):
         kernels.choose({"decode/float32": {"F.linear": 1.0}})

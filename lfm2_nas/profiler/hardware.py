@@ -396,7 +396,10 @@ def measure_kernel_choice(
         fn()
         return time.perf_counter() - start
 
+    from lfm2_nas.profiler.contention import OtherCpuMeter
+
     timer = timer or perf_timer
+    meter = OtherCpuMeter()
     timings: dict[str, dict[str, float]] = {}
     with torch.inference_mode():
         for dtype_name in dtypes:
@@ -433,6 +436,7 @@ def measure_kernel_choice(
         "decode_pool_bytes": pool_bytes,
         "torch_version": torch.__version__,
         "threads": torch.get_num_threads(),
+        "other_cpu_cores": meter.other_cores(),  # above ~0.25 the timings were disturbed: --remeasure
     }
 
 
