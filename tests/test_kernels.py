@@ -62,7 +62,7 @@ def test_the_measured_choice_follows_injected_timings(faster):
     assert set(choice["table"].values()) == {faster}
     timings = choice["seconds_per_call"]["decode/float32/large"]
     assert timings[faster] == pytest.approx(1.0) and min(timings.values()) == timings[faster]
-    assert choice["torch_version"] == torch.__version__
+    assert choice["torch_version"] == torch.__version__ and choice["cpu_fingerprint"] == hardware_module.cpu_fingerprint()
 
 
 def test_a_kernel_that_does_not_run_here_is_never_chosen(monkeypatch):
@@ -156,6 +156,11 @@ def test_another_machines_table_is_never_applied(tmp_path):
     other = replace(here, slug="cpu-intel-xeon-2cpu-amx")
     chosen, source = applicable_kernel_choice(other)
     assert chosen == {} and "another machine" in source
+    elsewhere = replace(here, kernel_choice={**here.kernel_choice, "cpu_fingerprint": "GenuineIntel/6/143/8/105 MB"})
+    chosen, source = applicable_kernel_choice(elsewhere)
+    assert chosen == {} and "another CPU of the same slug" in source
+    same = replace(here, kernel_choice={**here.kernel_choice, "cpu_fingerprint": hardware_module.cpu_fingerprint()})
+    assert applicable_kernel_choice(same)[0] == table
     chosen, source = applicable_kernel_choice(replace(here, torch_version="0.0.1"))
     assert chosen == {} and "torch 0.0.1" in source
     assert applicable_kernel_choice(None) == ({}, "default: no hardware profile")

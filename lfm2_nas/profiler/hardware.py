@@ -14,7 +14,7 @@ size bucket) of the model's projections, which candidate kernel of :mod:`lfm2_na
 when each was timed here (:func:`measure_kernel_choice`), with the timings that decided it. The
 measuring child and the speed benchmark install it before building a model
 (:func:`applicable_kernel_choice`); it is applied only on the machine it was measured on (the same
-slug and torch version), never another's. A profile saved before kernel tables existed still loads:
+slug, CPU fingerprint and torch version), never another's. A profile saved before kernel tables existed still loads:
 :func:`load_or_measure_hardware` then measures the table once (a child process, a few seconds), adds
 it to the saved file and says so in the log.
 """
@@ -201,6 +201,10 @@ def applicable_kernel_choice(profile: HardwareProfile | None) -> tuple[dict[str,
     identity = device_identity("cpu")
     if identity["slug"] != profile.slug:
         return {}, f"default: profile {profile.label} is for another machine (this one is {identity['slug']})"
+    measured_on = profile.kernel_choice.get("cpu_fingerprint")
+    if measured_on is not None and measured_on != cpu_fingerprint():
+        return {}, f"default: profile {profile.label} was measured on another CPU of the same slug " \
+                   f"({measured_on}, this is {cpu_fingerprint()})"
     if identity["torch_version"] != profile.torch_version:
         return {}, f"default: profile {profile.label} was measured with torch {profile.torch_version}, " \
                    f"this is {identity['torch_version']}"
@@ -253,6 +257,18 @@ def _cpu_info() -> dict[str, Any]:
         flags = set(match.group(1).split())
     interesting = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile", "fma")
     return {"model": model, "isa": tuple(f for f in interesting if f in flags)}
+
+
+def cpu_fingerprint() -> str:
+    """Vendor, family, model, stepping and cache size from ``/proc/cpuinfo`` (finer than the slug, whose CPU
+    name may be generic in a VM, e.g. "AMD EPYC" for Zen 3 and Zen 4 alike); ``""`` where unreadable."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    keys = ("vendor_id", "cpu family", "model", "stepping", "cache size")
+    found = {key: m.group(1).strip() for key in keys if (m := re.search(rf"^{key}\s*:\s*(.+)$", text, flags=re.M))}
+    return "/".join(found.get(key, "?") for key in keys)
 
 
 def _physical_cores() -> int | None:
@@ -437,6 +453,7 @@ def measure_kernel_choice(
         "torch_version": torch.__version__,
         "threads": torch.get_num_threads(),
         "other_cpu_cores": meter.other_cores(),  # above ~0.25 the timings were disturbed: --remeasure
+        "cpu_fingerprint": cpu_fingerprint(),
     }
 
 
