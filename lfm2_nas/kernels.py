@@ -9,6 +9,9 @@ AMD EPYC (Zen 4) VM oneDNN streamed decode weights markedly faster, on an Intel 
 
     (phase, dtype, size bucket) -> kernel name      phase: "decode" (1 row) / "prefill" (> 1 row)
 
+(a batched decode step, a few rows, counts as "prefill": the table's prefill entries are timed at 128
+rows, so batch > 1 decode follows a GEMM's measurement, not its own.)
+
 filled by timing every candidate on the machine itself (:func:`lfm2_nas.profiler.hardware.measure_kernel_choice`,
 stored in the machine's hardware profile) and installed with :func:`set_choice` before a model runs
 (the profiler's measuring child and ``benchmarks/decode_speed.py`` do this). Keys missing from the
