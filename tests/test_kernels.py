@@ -164,6 +164,9 @@ def test_another_machines_table_is_never_applied(tmp_path):
     chosen, source = applicable_kernel_choice(replace(here, torch_version="0.0.1"))
     assert chosen == {} and "torch 0.0.1" in source
     assert applicable_kernel_choice(None) == ({}, "default: no hardware profile")
+    busy = replace(here, kernel_choice={**here.kernel_choice, "other_cpu_cores": 1.5})
+    chosen, source = applicable_kernel_choice(busy)
+    assert chosen == table and "busy machine: 1.50 other cores" in source  # applied, but the row says so
 
 
 @needs_onednn

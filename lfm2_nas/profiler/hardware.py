@@ -38,6 +38,8 @@ from lfm2_nas.profiler.settings import available_cpus, check_device
 #: A dtype is native when its matmul throughput reaches this fraction of float32's.
 NATIVE_FRACTION = 0.5
 REDUCED_DTYPES = ("bfloat16", "float16")
+#: Other processes' CPU use (cores) above which a kernel table's timings are called disturbed.
+BUSY_KERNEL_TIMING = 0.25
 log = logging.getLogger(__name__)
 _ISA_TAGS = (("amx_bf16", "amx"), ("avx512_bf16", "avx512bf16"), ("avx512f", "avx512"), ("avx2", "avx2"))
 
@@ -208,6 +210,11 @@ def applicable_kernel_choice(profile: HardwareProfile | None) -> tuple[dict[str,
     if identity["torch_version"] != profile.torch_version:
         return {}, f"default: profile {profile.label} was measured with torch {profile.torch_version}, " \
                    f"this is {identity['torch_version']}"
+    other = profile.kernel_choice.get("other_cpu_cores")
+    if other is not None and other > BUSY_KERNEL_TIMING:
+        log.warning("the kernel table of %s was timed while other processes used %.2f CPU cores; "
+                    "re-measure it on a quiet machine (lfm2-nas profile hardware --remeasure)", profile.label, other)
+        return profile.kernel_table, f"measured: profile {profile.label} (timed on a busy machine: {other:.2f} other cores)"
     return profile.kernel_table, f"measured: profile {profile.label}"
 
 
