@@ -2,6 +2,11 @@
 the weight pre-packed, at the shapes of a layout's projections and the row counts of decode (1)
 and prefill (128, 512).
 
+The model no longer follows a rule drawn from this script: its kernel table is measured per machine
+by the hardware profile (``measure_kernel_choice`` in ``lfm2_nas/profiler/hardware.py``, one
+representative shape per size bucket). This script is the detailed view, per real projection shape,
+to check that table against.
+
     flock -x /tmp/lfm2-cpu.lock python benchmarks/linear_kernels.py [--variant lfm2-350m] [--out DIR]
 
 At one row (decode) each weight shape is timed over a pool of distinct matrices totalling

@@ -5,8 +5,8 @@ spread over 4 KiB pages cost a page-table walk every 4 KiB (350k walks per step 
 model; expensive in a virtual machine, where each walk is two-dimensional). Weights placed in one
 buffer advised for transparent huge pages (``MADV_HUGEPAGE``) need one walk every 2 MiB. Torch's
 own allocator only does this with ``THP_MEM_ALLOC_ENABLE=1`` set before it starts; here the model
-asks for it itself. ``benchmarks/decode_speed.py`` measures the effect (``--no-hugepages`` turns it
-off for comparison).
+asks for it itself. ``benchmarks/decode_speed.py`` measures the effect for ours and for the reference
+(:func:`move_to_huge_pages` places an existing model's weights the same way), each with and without.
 
 The buffer holds the weights once: parameters are views into it, allocated before any value is
 written, so building or loading a model never holds a second copy. Elsewhere (another OS, a GPU,
@@ -53,11 +53,30 @@ def allocate_parameters(model: nn.Module, device: torch.device | str | None = No
     sizes = [-(-p.nbytes // _ALIGN) * _ALIGN for p in params]
     if device.type != "cpu" or sum(sizes) < MIN_BYTES or not hugepages_enabled():
         return model.to_empty(device=device)
+    return _rehome(model, params, sizes, copy=False)
+
+
+def move_to_huge_pages(model: nn.Module) -> nn.Module:
+    """Copy the CPU parameters of an existing ``model`` (any nn.Module, e.g. transformers' reference) into
+    one huge-page-advised buffer, like :func:`allocate_parameters` does for ours; shared (tied) parameters
+    stay shared. Where huge pages are unavailable, ``model`` is returned unchanged. Returns ``model``."""
+    params = list(model.parameters())
+    if not hugepages_enabled() or any(p.device.type != "cpu" for p in params):
+        return model
+    sizes = [-(-p.nbytes // _ALIGN) * _ALIGN for p in params]
+    with torch.no_grad():
+        return _rehome(model, params, sizes, copy=True)
+
+
+def _rehome(model: nn.Module, params: list[nn.Parameter], sizes: list[int], copy: bool) -> nn.Module:
+    """Make every parameter a view into one new huge-page buffer (values copied when ``copy``)."""
     buffer = _buffer(sum(sizes))
     views: dict[int, nn.Parameter] = {}
     offset = 0
     for param, size in zip(params, sizes):
         view = buffer[offset : offset + param.nbytes].view(param.dtype).view(param.shape)
+        if copy:
+            view.copy_(param.detach())
         views[id(param)] = nn.Parameter(view, requires_grad=param.requires_grad)
         offset += size
     for module in model.modules():

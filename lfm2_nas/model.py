@@ -3,11 +3,9 @@
 Parameter names equal the reference checkpoint's (``model.layers.{i}.conv.in_proj.weight`` ...), so
 loading HF weights is a key lookup. Reference: transformers ``models/lfm2/modeling_lfm2.py``.
 
-On CPU, inference-mode projections with large fp32 weights go through oneDNN's linear kernel
-(``torch.ops.mkldnn._linear_pointwise``, the op inductor itself emits for CPU linears): for the
-matrix-vector products of decode it reads weights markedly faster than ``F.linear``'s MKL GEMM and
-it is faster at prefill's row counts too (``benchmarks/linear_kernels.py``). Small weights,
-training and other devices use ``F.linear``.
+Every projection goes through :func:`lfm2_nas.kernels.linear`, which picks ``F.linear`` or oneDNN's
+linear by the table measured on this machine and stored in its hardware profile (installed by the
+profiler's measuring child and the speed benchmark); without an installed table it is ``F.linear``.
 """
 
 from __future__ import annotations
@@ -18,30 +16,10 @@ from torch import nn
 
 from lfm2_nas.cache import HybridCache
 from lfm2_nas.hugepages import allocate_parameters
+from lfm2_nas.kernels import linear
 from lfm2_nas.spec import ATTENTION, ModelSpec
 
 _INIT_STD = 0.02  # the reference's initializer_range
-
-
-_ONEDNN = torch.backends.mkldnn.is_available()
-# Below this many weight elements (1 MiB in fp32) oneDNN's per-call cost (a parallel region on
-# every call) outweighs its faster streaming and F.linear wins: proxy-sized models stay on MKL.
-ONEDNN_MIN_WEIGHT_NUMEL = 1 << 18
-
-
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x W^T (+ b)``: oneDNN for large fp32 weights on CPU when no gradient is needed,
-    ``F.linear`` otherwise (see ``benchmarks/linear_kernels.py``)."""
-    if (
-        _ONEDNN
-        and x.device.type == "cpu"
-        and weight.numel() >= ONEDNN_MIN_WEIGHT_NUMEL
-        and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-        and weight.is_contiguous()
-        and x.dtype == weight.dtype == torch.float32  # bf16 needs CPU support oneDNN may lack
-    ):
-        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-    return F.linear(x, weight, bias)
 
 
 class Linear(nn.Module):

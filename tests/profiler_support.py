@@ -10,8 +10,9 @@ from lfm2_nas.profiler.hardware import HardwareProfile, device_identity
 ALLOCATION_BYTES = 200 * 2**20
 
 
-def fake_cpu_profile(directory: Path) -> HardwareProfile:
-    """This machine's CPU identity with made-up peaks, bfloat16 marked NOT native; saved in ``directory``."""
+def fake_cpu_profile(directory: Path, kernel_table: dict[str, str] | None = None) -> HardwareProfile:
+    """This machine's CPU identity with made-up peaks, bfloat16 marked NOT native, and a kernel choice
+    (``kernel_table``; default: none, i.e. F.linear everywhere); saved in ``directory``."""
     profile = HardwareProfile(
         **device_identity("cpu"),
         date="2000-01-01",
@@ -19,6 +20,7 @@ def fake_cpu_profile(directory: Path) -> HardwareProfile:
         read_bandwidth_bytes_per_s=20e9,
         matmul_flops_per_s={"float32": 100e9, "bfloat16": 0.5e9, "float16": 0.5e9},
         native_dtypes=("float32",),
+        kernel_choice={"table": dict(kernel_table or {}), "note": "made up by the tests"},
     )
     profile.save(directory)
     return profile

@@ -69,3 +69,39 @@ def test_write_results_is_complete_jsonl(tmp_path):
     assert [json.loads(line)["kind"] for line in lines] == ["a", "summary"]
     assert (tmp_path / "decode_steps.csv").read_text() == "device,impl,round,step,ms\ncpu,x,0,1,2.5000\n"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_pages_summary_separates_the_code_from_the_pages():
+    decode = {"lfm2_nas": 50.0, "lfm2_nas_ordinary_pages": 60.0, "transformers": 90.0, "transformers_huge_pages": 80.0}
+    prefill = {"prefill_128_ms": {"lfm2_nas": 1, "lfm2_nas_ordinary_pages": 2, "transformers": 3, "transformers_huge_pages": 3}}
+    pages = decode_speed.pages_summary(decode, prefill)
+    assert pages["decode_speedup_ordinary_pages_both"] == 1.5 and pages["decode_speedup_huge_pages_both"] == 1.6
+    assert pages["decode_speedup_as_built"] == 1.8
+    assert pages["huge_page_gain"] == {"lfm2_nas": 1.2, "transformers": 90 / 80}
+    assert pages["prefill_not_slower_ordinary_pages_both"]
+
+
+def test_the_benchmark_installs_the_machines_kernel_table_or_the_default(tmp_path, monkeypatch):
+    from lfm2_nas import kernels
+    from profiler_support import fake_cpu_profile
+
+    monkeypatch.setenv("LFM2_NAS_PROFILES", str(tmp_path))
+    profile = fake_cpu_profile(tmp_path, {"decode/float32/large": "F.linear"})
+    try:
+        choice = decode_speed.install_kernels(decode_speed.parse_args(["--kernels", "measured"]))
+        assert choice["kernel_table"] == kernels.current_choice() == {"decode/float32/large": "F.linear"}
+        assert choice["kernel_choice"] == f"measured: profile {profile.label}"
+        choice = decode_speed.install_kernels(decode_speed.parse_args(["--kernels", "default"]))
+        assert choice["kernel_table"] == kernels.current_choice() == {}
+    finally:
+        kernels.set_choice(None)
+
+
+def test_decode_depth_compares_the_fills_against_their_spread():
+    decode_depth = _load("decode_depth")
+    samples = {"synthetic": [10.0, 11.0, 12.0], "prefill": [10.5, 11.5, 12.5]}
+    close = decode_depth.compare_fills(samples, {"synthetic": [10.0, 11.0], "prefill": [11.0, 11.2]})
+    assert close["decode_ms_median"] == {"synthetic": 11.0, "prefill": 11.5}
+    assert close["prefill_over_synthetic"] == 11.5 / 11.0 and close["within_spread"]
+    far = decode_depth.compare_fills(samples, {"synthetic": [11.0, 11.1], "prefill": [11.4, 11.5]})
+    assert not far["within_spread"]

@@ -73,3 +73,21 @@ def test_huge_page_bytes_counts_each_mapping_once(small_threshold):
     model = build_model(SPEC)
     once = hugepages.huge_page_bytes([model.head_weight])
     assert hugepages.huge_page_bytes(model.parameters()) == once
+
+
+def test_an_existing_model_moves_into_one_buffer_with_ties_and_outputs_kept(monkeypatch):
+    """move_to_huge_pages (used for the reference in benchmarks/decode_speed.py): same logits, one
+    buffer, a tied head still tied."""
+    monkeypatch.setenv("LFM2_NAS_HUGEPAGES", "0")
+    from dataclasses import replace
+
+    model = build_model(replace(SPEC, tie_embeddings=True), seed=3)
+    with torch.inference_mode():
+        before = model(PROMPT)
+    assert len(_storages(model)) > 1
+    monkeypatch.delenv("LFM2_NAS_HUGEPAGES")
+    hugepages.move_to_huge_pages(model)
+    assert len(_storages(model)) == 1 and min(p.data_ptr() for p in model.parameters()) % hugepages.HUGE_PAGE_BYTES == 0
+    assert model.head_weight is model.model.embed_tokens.weight
+    with torch.inference_mode():
+        assert torch.equal(model(PROMPT), before)

@@ -108,11 +108,21 @@ def test_parity_check_detects_a_wrong_model(mutate):
 
 
 @pytest.mark.parametrize("seed", [0, 5, 10, 15])
-def test_onednn_projections_match_reference(seed, monkeypatch):
-    """Layouts of real size send their projections through oneDNN; force that path on tiny ones."""
-    import lfm2_nas.model
+def test_onednn_projections_match_reference(seed):
+    """A measured kernel table may send any projection through oneDNN: force it for every key."""
+    from lfm2_nas import kernels
 
-    monkeypatch.setattr(lfm2_nas.model, "ONEDNN_MIN_WEIGHT_NUMEL", 0)
+    if "onednn" not in kernels.KERNELS:
+        pytest.skip("this torch has no oneDNN")
+    kernels.set_choice(dict.fromkeys(kernels.keys_for(["float32"]), "onednn"))
+    try:
+        _check_cached_decode_against_reference(seed)
+        assert set(kernels.used().values()) == {"onednn"}
+    finally:
+        kernels.set_choice(None)
+
+
+def _check_cached_decode_against_reference(seed: int) -> None:
     spec, model, reference, prompt = _case(seed)
     cache = model.new_cache(prompt.shape[0], prompt.shape[1] + 4)
     with torch.inference_mode():

@@ -49,6 +49,7 @@ def hardware(tmp_path, monkeypatch):
     profile = HardwareProfile(
         **device_identity("cpu"), date="2000-01-01", threads=1, read_bandwidth_bytes_per_s=10e9,
         matmul_flops_per_s={"float32": 50e9}, native_dtypes=("float32",),
+        kernel_choice={"table": {}, "note": "made up by the tests: F.linear everywhere"},
     )
     profile.save(tmp_path / "profiles")
     return profile

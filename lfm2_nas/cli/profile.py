@@ -182,6 +182,7 @@ def hardware(
         **{f"matmul_{k}": f"{v / 1e9:.1f} GFLOP/s" + ("" if profile.is_native(k) else " (not native: refused)")
            for k, v in profile.matmul_flops_per_s.items()},
         "other_cpu_cores": _busy_note(profile.details.get("other_cpu_cores")),
+        **{f"kernel {key}": kernel for key, kernel in profile.kernel_table.items()},
     }, fmt)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 from lfm2_nas.io import atomic_write_text
 from lfm2_nas.runtimes import get_runtime, installed_version

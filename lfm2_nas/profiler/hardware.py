@@ -8,16 +8,26 @@ Which reduced-precision dtypes are usable is MEASURED, never read from CPU flags
 native when its matmul throughput is at least half of float32's. On a CPU without bf16 instructions
 torch still runs bfloat16, only orders of magnitude slower; such a dtype is refused by the profiler
 unless explicitly allowed (and then every row says so).
+
+The profile also holds the CPU's **kernel choice** (``kernel_choice``): for each (phase, dtype, weight
+size bucket) of the model's projections, which candidate kernel of :mod:`lfm2_nas.kernels` was fastest
+when each was timed here (:func:`measure_kernel_choice`), with the timings that decided it. The
+measuring child and the speed benchmark install it before building a model
+(:func:`applicable_kernel_choice`); it is applied only on the machine it was measured on (the same
+slug, CPU fingerprint and torch version), never another's. A profile saved before kernel tables existed still loads:
+:func:`load_or_measure_hardware` then measures the table once (a child process, a few seconds), adds
+it to the saved file and says so in the log.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import platform
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +38,9 @@ from lfm2_nas.profiler.settings import available_cpus, check_device
 #: A dtype is native when its matmul throughput reaches this fraction of float32's.
 NATIVE_FRACTION = 0.5
 REDUCED_DTYPES = ("bfloat16", "float16")
+#: Other processes' CPU use (cores) above which a kernel table's timings are called disturbed.
+BUSY_KERNEL_TIMING = 0.25
+log = logging.getLogger(__name__)
 _ISA_TAGS = (("amx_bf16", "amx"), ("avx512_bf16", "avx512bf16"), ("avx512f", "avx512"), ("avx2", "avx2"))
 
 
@@ -62,6 +75,14 @@ class HardwareProfile:
     matmul_flops_per_s: dict[str, float]
     native_dtypes: tuple[str, ...]
     details: dict[str, Any] = field(default_factory=dict)
+    #: ``{"table": {"phase/dtype/bucket": kernel}, "seconds_per_call": {...}, ...}`` (CPU; see
+    #: :func:`measure_kernel_choice`); empty for a GPU and in profiles saved before it existed.
+    kernel_choice: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kernel_table(self) -> dict[str, str]:
+        """The measured ``{"phase/dtype/bucket": kernel}`` choice (``{}``: none measured)."""
+        return dict(self.kernel_choice.get("table", {}))
 
     @property
     def file_name(self) -> str:
@@ -118,7 +139,10 @@ def load_or_measure_hardware(
     identity = device_identity(device)
     saved = _saved(identity["slug"], directory)
     if saved and not remeasure:
-        return HardwareProfile.load(saved[-1])
+        profile = HardwareProfile.load(saved[-1])
+        if _needs_kernel_choice(profile):
+            profile = _add_kernel_choice(profile, saved[-1], threads or profile.threads)
+        return profile
     threads = threads or available_cpus()
     outcome = run_in_child("lfm2_nas.profiler.hardware:measure_peaks", {"device": device}, threads)
     if not outcome.ok:
@@ -134,9 +158,64 @@ def load_or_measure_hardware(
 
 
 def has_saved_profile(device: str, directory: Path | None = None) -> bool:
-    """Whether this machine already has a saved profile of ``device`` (measuring one needs the CPU to
-    itself, so callers that share the machine take a lock first)."""
-    return bool(_saved(device_identity(device)["slug"], directory or profiles_dir()))
+    """Whether this machine already has a complete saved profile of ``device`` (measuring one, or the
+    kernel table an older profile lacks, needs the CPU to itself, so callers that share the machine
+    take a lock first)."""
+    saved = _saved(device_identity(device)["slug"], directory or profiles_dir())
+    if not saved:
+        return False
+    try:
+        return not _needs_kernel_choice(HardwareProfile.load(saved[-1]))
+    except ValueError:
+        return False
+
+
+def _needs_kernel_choice(profile: HardwareProfile) -> bool:
+    return profile.device == "cpu" and not profile.kernel_choice
+
+
+def _add_kernel_choice(profile: HardwareProfile, path: Path, threads: int) -> HardwareProfile:
+    """An older CPU profile (no kernel table): measure the table once, save it into the same file."""
+    log.warning("hardware profile %s has no kernel choice (saved by an older version): measuring it now", path.name)
+    dtypes = [d for d in profile.native_dtypes if d in ("float32", *REDUCED_DTYPES)]
+    outcome = run_in_child("lfm2_nas.profiler.hardware:measure_kernel_choice", {"dtypes": dtypes}, threads)
+    if not outcome.ok:
+        log.warning("measuring the kernel choice failed (%s): F.linear is used everywhere", outcome.reason)
+        return profile
+    profile = replace(profile, kernel_choice={**outcome.value, "added_to_older_profile": dt.date.today().isoformat()})
+    profile.save(path.parent)
+    return profile
+
+
+def applicable_kernel_choice(profile: HardwareProfile | None) -> tuple[dict[str, str], str]:
+    """The kernel table to install for a measurement on THIS machine, and where it comes from.
+
+    ``profile``'s table when it was measured here (the same slug and torch version as this process
+    sees); otherwise ``{}`` (``F.linear`` everywhere, :mod:`lfm2_nas.kernels`' default) with the reason:
+    no profile, no table in it, another machine's profile, or another torch's.
+    """
+    if profile is None:
+        return {}, "default: no hardware profile"
+    if profile.device != "cpu":
+        return {}, f"default: {profile.device} uses F.linear"
+    if not profile.kernel_table:
+        return {}, f"default: profile {profile.label} has no kernel table"
+    identity = device_identity("cpu")
+    if identity["slug"] != profile.slug:
+        return {}, f"default: profile {profile.label} is for another machine (this one is {identity['slug']})"
+    measured_on = profile.kernel_choice.get("cpu_fingerprint")
+    if measured_on is not None and measured_on != cpu_fingerprint():
+        return {}, f"default: profile {profile.label} was measured on another CPU of the same slug " \
+                   f"({measured_on}, this is {cpu_fingerprint()})"
+    if identity["torch_version"] != profile.torch_version:
+        return {}, f"default: profile {profile.label} was measured with torch {profile.torch_version}, " \
+                   f"this is {identity['torch_version']}"
+    other = profile.kernel_choice.get("other_cpu_cores")
+    if other is not None and other > BUSY_KERNEL_TIMING:
+        log.warning("the kernel table of %s was timed while other processes used %.2f CPU cores; "
+                    "re-measure it on a quiet machine (lfm2-nas profile hardware --remeasure)", profile.label, other)
+        return profile.kernel_table, f"measured: profile {profile.label} (timed on a busy machine: {other:.2f} other cores)"
+    return profile.kernel_table, f"measured: profile {profile.label}"
 
 
 def _saved(slug: str, directory: Path) -> list[Path]:
@@ -185,6 +264,18 @@ def _cpu_info() -> dict[str, Any]:
         flags = set(match.group(1).split())
     interesting = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile", "fma")
     return {"model": model, "isa": tuple(f for f in interesting if f in flags)}
+
+
+def cpu_fingerprint() -> str:
+    """Vendor, family, model, stepping and cache size from ``/proc/cpuinfo`` (finer than the slug, whose CPU
+    name may be generic in a VM, e.g. "AMD EPYC" for Zen 3 and Zen 4 alike); ``""`` where unreadable."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    keys = ("vendor_id", "cpu family", "model", "stepping", "cache size")
+    found = {key: m.group(1).strip() for key in keys if (m := re.search(rf"^{key}\s*:\s*(.+)$", text, flags=re.M))}
+    return "/".join(found.get(key, "?") for key in keys)
 
 
 def _physical_cores() -> int | None:
@@ -280,7 +371,9 @@ def measure_peaks(device: str) -> dict[str, Any]:
         full = {name: best(matmul_kernels(full_n, getattr(torch, name)), 2 * full_n**3) for name in ("float32", *native)}
     flops = {name: result[0] for name, result in full.items()}
     flops.update({name: probe[name] for name in REDUCED_DTYPES if name not in native})
+    choice = {} if cuda else measure_kernel_choice(["float32", *native])
     return {
+        "kernel_choice": choice,
         "read_bandwidth_bytes_per_s": bandwidth,
         "matmul_flops_per_s": flops,
         "native_dtypes": ("float32", *native),
@@ -297,6 +390,77 @@ def measure_peaks(device: str) -> dict[str, Any]:
             "cuda_tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32) if cuda else None,
             "other_cpu_cores": meter.other_cores(),
         },
+    }
+
+
+def measure_kernel_choice(
+    dtypes: list[str], repeats: int = 5, pool_bytes: int = 128 << 20, prefill_rows: int = 128,
+    timer: Any = None,
+) -> dict[str, Any]:
+    """Time every kernel of :data:`lfm2_nas.kernels.KERNELS` for each (phase, dtype, size bucket) and
+    choose the fastest (:func:`lfm2_nas.kernels.choose`); CPU, child target (a few seconds per dtype).
+
+    Each bucket is timed on its representative weight shape (:data:`lfm2_nas.kernels.BUCKET_SHAPES`).
+    Decode (one row): over a pool of distinct weights totalling ``pool_bytes`` (beyond the last-level
+    cache), so every call reads its weight from memory as in a decode step. Prefill (``prefill_rows``
+    rows, compute-bound): two weights. Kernels alternate order within each of ``repeats`` repeats
+    (after one warm-up); a kernel's figure is its median seconds per call. Kernels that do not run
+    here (oneDNN bf16 without AVX-512) are left out. ``timer(kernel_name, fn, calls) -> seconds`` may be
+    injected (tests); by default ``perf_counter`` around the calls.
+    """
+    import time
+
+    import torch
+
+    from lfm2_nas import kernels
+
+    def perf_timer(name: str, fn: Any, calls: int) -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    from lfm2_nas.profiler.contention import OtherCpuMeter
+
+    timer = timer or perf_timer
+    meter = OtherCpuMeter()
+    timings: dict[str, dict[str, float]] = {}
+    with torch.inference_mode():
+        for dtype_name in dtypes:
+            dtype = getattr(torch, dtype_name)
+            for size, shape in kernels.BUCKET_SHAPES.items():
+                pool = max(2, pool_bytes // (shape[0] * shape[1] * dtype.itemsize))
+                weights = [(torch.randn(shape) * 0.02).to(dtype) for _ in range(pool)]
+                for phase, rows in (("decode", 1), ("prefill", prefill_rows)):
+                    x = torch.randn(1, rows, shape[1]).to(dtype)
+                    used = weights if rows == 1 else weights[:2]
+                    runnable = {name: fn for name, fn in kernels.KERNELS.items()
+                                if kernels.runs(lambda fn=fn, x=x, w=used[0]: fn(x, w, None))}
+
+                    def calls(fn: Any, x: Any = x, used: list = used) -> None:
+                        for w in used:
+                            fn(x, w, None)
+
+                    samples: dict[str, list[float]] = {name: [] for name in runnable}
+                    for repeat in range(repeats + 1):  # repeat 0 warms up (primitive creation, first touch)
+                        order = list(runnable) if repeat % 2 else list(runnable)[::-1]
+                        for name in order:
+                            seconds = timer(name, lambda fn=runnable[name]: calls(fn), len(used))
+                            if repeat:
+                                samples[name].append(seconds / len(used))
+                    timings[kernels.key_name((phase, dtype_name, size))] = {
+                        name: sorted(s)[len(s) // 2] for name, s in samples.items()}
+                del weights
+    return {
+        "table": kernels.choose(timings),
+        "seconds_per_call": timings,
+        "statistic": f"median of {repeats} repeats, kernels alternating",
+        "shapes": {size: list(shape) for size, shape in kernels.BUCKET_SHAPES.items()},
+        "prefill_rows": prefill_rows,
+        "decode_pool_bytes": pool_bytes,
+        "torch_version": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "other_cpu_cores": meter.other_cores(),  # above ~0.25 the timings were disturbed: --remeasure
+        "cpu_fingerprint": cpu_fingerprint(),
     }
 
 

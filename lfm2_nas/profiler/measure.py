@@ -13,6 +13,11 @@ Order of events, each memory figure taken after freed memory was handed back:
 Decode is timed before prefill so that its small activation peak is not hidden by memory glibc keeps
 after the prefill's large temporaries.
 
+Kernels: the parent passes the kernel table of this machine's hardware profile
+(:func:`lfm2_nas.profiler.hardware.applicable_kernel_choice`); it is installed
+(:func:`lfm2_nas.kernels.set_choice`) before the model is built, and the row records which kernel each
+projection class actually went to (``linear_kernels``). Without a table: ``F.linear`` everywhere.
+
 Decode path: on CPU the eager step over the ordinary cache (the fastest CPU path). On CUDA the
 project's GPU path: a static cache and the step captured in a CUDA graph
 (:class:`lfm2_nas.cuda_graphs.GraphedDecoder`); the prefill then runs over an ordinary cache of the
@@ -35,11 +40,14 @@ from lfm2_nas.profiler.settings import Settings
 from lfm2_nas.profiler.timing import sample_ms
 from lfm2_nas.spec import ModelSpec
 
-def measure_layout(spec: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+def measure_layout(
+    spec: dict[str, Any], settings: dict[str, Any], kernel_table: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Measure one layout under one setting with the torch backend (child target); returns samples
-    and memory figures."""
+    and memory figures. ``kernel_table``: the measured linear-kernel choice to install (None: default)."""
     import torch
 
+    from lfm2_nas import kernels
     from lfm2_nas.generation import prefill
     from lfm2_nas.model import build_model
 
@@ -52,6 +60,7 @@ def measure_layout(spec: dict[str, Any], settings: dict[str, Any]) -> dict[str, 
     prompt = torch.randint(0, layout.vocab_size, (wl.batch, wl.prompt_len), generator=generator).to(device)
     token = torch.randint(0, layout.vocab_size, (wl.batch, 1), generator=generator).to(device)
 
+    kernels.set_choice(kernel_table)
     baseline = probe.settle()
     probe.reset_peak()
     model = build_model(layout, dtype=dtype, device=device)
@@ -77,7 +86,8 @@ def measure_layout(spec: dict[str, Any], settings: dict[str, Any]) -> dict[str, 
         lambda: sample_ms(lambda: prefill(model, prompt, cache), wl, setup=cache.reset, device=device)
     )
     peaks += [decode_peak, prefill_peak]
-    environment = {**_environment(torch, device), "other_cpu_cores": meter.other_cores(), "decode_path": decode_path}
+    environment = {**_environment(torch, device), "other_cpu_cores": meter.other_cores(), "decode_path": decode_path,
+                   "linear_kernels": kernels.describe(kernels.used())}
     return {
         "prefill_ms": prefill_ms,
         "decode_ms": decode_ms,

@@ -11,7 +11,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lfm2_nas.profiler.hardware import HardwareProfile, load_or_measure_hardware, profiles_dir
+from lfm2_nas.profiler.hardware import (
+    HardwareProfile,
+    applicable_kernel_choice,
+    load_or_measure_hardware,
+    profiles_dir,
+)
 from lfm2_nas.profiler.memory import MemoryReport, predicted_memory
 from lfm2_nas.profiler.result import ProfileResult, result_key
 from lfm2_nas.profiler.runner import run_in_child
@@ -110,7 +115,10 @@ def profile_layout(
         "gpu_name": hardware.gpu_name,
     }
     target, kwargs = "lfm2_nas.profiler.measure:measure_layout", {"spec": spec.to_dict(), "settings": settings.to_dict()}
-    if settings.backend != "torch":
+    if settings.backend == "torch":
+        table, result.environment["kernel_choice"] = applicable_kernel_choice(hardware)
+        kwargs["kernel_table"] = table
+    else:
         outcome = _artifact(spec, settings, result)
         if outcome is None:
             store.append(result.to_row())

@@ -19,6 +19,8 @@ BUSY_OTHER_CORES = 0.25
 #: Environment columns of a row (filled by the profiler; kept when a cached row is read back).
 ENVIRONMENT_COLUMNS = (
     "measured_at", "decode_path", "other_cpu_cores", "python_version", "torch_version", "cuda_version", "cpu_model", "gpu_name",
+    # the linear kernels: where the choice came from, and which kernel each projection class used
+    "kernel_choice", "linear_kernels",
     "threads_requested", "torch_num_threads", "omp_num_threads", "mkl_num_threads", "openblas_num_threads",
     "prefill_ms_process_medians", "decode_ms_process_medians",
     # deployment runtimes: the artifact measured and what exporting it cost
