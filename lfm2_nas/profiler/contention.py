@@ -24,19 +24,26 @@ def _machine_busy_s() -> float:
     return sum(t) - t.idle - getattr(t, "iowait", 0.0) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
 
 
-def _own_cpu_s() -> float:
+def _own_cpu_s(children: bool = False) -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    total = usage.ru_utime + usage.ru_stime
+    if children:  # finished (waited-for) child processes: the measuring child of a parent-side meter
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 class OtherCpuMeter:
-    """Started on creation; :meth:`other_cores` reads the average since then."""
+    """Started on creation; :meth:`other_cores` reads the average since then. With ``children``, the
+    CPU time of this process's finished children counts as its own (read it after they exit)."""
 
-    def __init__(self) -> None:
-        self._start = (time.perf_counter(), _machine_busy_s(), _own_cpu_s())
+    def __init__(self, children: bool = False) -> None:
+        self._children = children
+        self._start = (time.perf_counter(), _machine_busy_s(), _own_cpu_s(children))
 
     def other_cores(self) -> float:
-        wall, busy, own = (now - then for now, then in zip((time.perf_counter(), _machine_busy_s(), _own_cpu_s()), self._start))
+        now = (time.perf_counter(), _machine_busy_s(), _own_cpu_s(self._children))
+        wall, busy, own = (a - b for a, b in zip(now, self._start))
         return max(busy - own, 0.0) / wall if wall > 0 else 0.0
 
 
