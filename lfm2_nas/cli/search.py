@@ -121,7 +121,7 @@ def _execute(config: Any, handle: Any, location: str, root: Path | None, worker:
     folder = study_dir(config.study.name, root)
     evaluator = make_evaluator(config, folder, location)
     slug = evaluator.hardware().get("slug", "unknown")
-    lock = f"; CPU lock {evaluator.lock}" if evaluator.lock else ""
+    lock = f"; CPU lock {evaluator.lock}" if getattr(evaluator, "lock", None) else ""
     typer.echo(f"study {config.study.name} in {redact(location)}; measuring on {slug}{lock}", err=True)
     previous = _sigterm_as_interrupt()
     try:

@@ -90,6 +90,8 @@ def open_storage(
             path.parent.mkdir(parents=True, exist_ok=True)
             repair_journal(path)
             return JournalStorage(JournalFileBackend(str(path)))
+        except StorageError:
+            raise
         except OSError as err:
             raise StorageError(f"cannot open journal file {path}: {err.strerror or err}") from None
         except ValueError as err:  # json.JSONDecodeError included: Optuna's replay of a damaged file
