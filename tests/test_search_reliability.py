@@ -136,6 +136,14 @@ def test_export_checks_the_checkpoint_before_writing(tmp_path, monkeypatch, caps
     assert result.returncode == 2 and result.stderr.startswith("error: trial 999 has no layout to export")
     assert sorted(p.name for p in (tmp_path / "experiments" / "tiny").iterdir()) == ["journal.log"]
 
+    old = os.umask(0o022)
+    try:  # the tables are plain files: readable by others under the usual umask, not mkstemp's 0600
+        assert run_cli(monkeypatch, capsys, "search", "export", "--study", "tiny").returncode == 0
+    finally:
+        os.umask(old)
+    for name in ("trials.csv", "pareto.csv", "summary.json"):
+        assert (tmp_path / "experiments" / "tiny" / name).stat().st_mode & 0o777 == 0o644, name
+
 
 # ---- the journal ---------------------------------------------------------------------------------
 
