@@ -223,6 +223,8 @@ def run_study(
         if done.state == TrialState.PRUNED and "duplicate" in done.user_attrs:
             report.duplicates += 1
             duplicates += 1
+            if on_trial is not None:
+                on_trial(done)
             continue
         duplicates = 0
         report.ran += 1
