@@ -50,12 +50,12 @@ def test_child_folders_of_a_killed_parent_are_removed_by_the_next_run(tmp_path):
     import sys
     import time
 
-    import lfm2_nas.profiler.runner as runner
+    from lfm2_nas.profiler import runner
 
     env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
     parent = subprocess.Popen(
-        [sys.executable, "-c", "from lfm2_nas.profiler.runner import run_in_child\n"
-         "run_in_child('profiler_support:sleep', {'seconds': 60}, threads=1)"],
+        [sys.executable, "-c", ("from lfm2_nas.profiler.runner import run_in_child\n"
+                                "run_in_child('profiler_support:sleep', {'seconds': 60}, threads=1)")],
         env=env, start_new_session=True,
     )
     deadline = time.time() + 60

@@ -109,7 +109,7 @@ class _Crashing(AnalyticEvaluator):
 
 
 def test_cli_short_run_exits_1_with_the_reason_and_bad_trials_writes_nothing(tmp_path, monkeypatch, capsys):
-    import lfm2_nas.search.evaluate as evaluate
+    from lfm2_nas.search import evaluate
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tiny.toml").write_text(tiny_config().text)
@@ -235,7 +235,7 @@ def test_three_workers_two_kills_nothing_lost_nothing_measured_twice(tmp_path):
         victim.wait()
         kills.append((orphan.number, time.time()))
     survivor = workers[2]
-    out, err = survivor.communicate(timeout=180)
+    _, err = survivor.communicate(timeout=180)
     assert survivor.returncode == 0, err.decode()[-2000:]
 
     trials = optuna.load_study(study_name="tiny", storage=storage).trials

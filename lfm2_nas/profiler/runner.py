@@ -21,11 +21,11 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import shutil
 import time
 import traceback
 from dataclasses import dataclass, field

@@ -58,7 +58,6 @@ class Measurer:
         from lfm2_nas.profiler import LatencyPredictor, load_or_measure_hardware
         from lfm2_nas.profiler.hardware import has_saved_profile
         from lfm2_nas.quality import QualityStore
-
         from lfm2_nas.search.lock import LOCK_OFF
 
         self.config = config
@@ -125,8 +124,8 @@ class Measurer:
 
     def _wait_for_quiet(self) -> None:
         """Wait (bounded) until other processes leave the CPU to this measurement; reported in the log."""
-        import lfm2_nas.profiler.contention as contention
-        import lfm2_nas.profiler.result as result_module
+        from lfm2_nas.profiler import contention
+        from lfm2_nas.profiler import result as result_module
 
         wait = contention.wait_for_quiet(result_module.BUSY_OTHER_CORES)
         self.quiet_waits.append(wait)
