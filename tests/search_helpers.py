@@ -107,6 +107,40 @@ class AnalyticEvaluator:
         self.predictor_rows = rows
 
 
+class LockingEvaluator(AnalyticEvaluator):
+    """Takes the run's CPU lock as the real :class:`~lfm2_nas.search.evaluate.Measurer` does: exclusive
+    while "profiling" (sleeping ``sleep_s``), shared while "training" (spinning the CPU ``train_s``).
+    Each phase's wall-clock interval goes to ``log`` (``phase``, ``start``, ``end``, ``pid``)."""
+
+    def __init__(self, lock: str | None, log: str, sleep_s: float = 0.1, train_s: float = 0.1) -> None:
+        super().__init__(sleep_s=sleep_s, log=log)
+        self.lock = lock
+        self.train_s = train_s
+
+    def _phase(self, name: str, start: float) -> None:
+        with open(self.log, "a") as f:
+            f.write(json.dumps({"pid": os.getpid(), "phase": name, "start": start, "end": time.time()}) + "\n")
+
+    def latency(self, spec: ModelSpec) -> LatencyResult:
+        from lfm2_nas.search.lock import cpu_lock
+
+        with cpu_lock(self.lock, exclusive=True):
+            start = time.time()
+            result = super().latency(spec)
+            self._phase("profile", start)
+        return result
+
+    def quality(self, spec: ModelSpec) -> QualityScore:
+        from lfm2_nas.search.lock import cpu_lock
+
+        with cpu_lock(self.lock, exclusive=False):
+            start = time.time()
+            while time.time() - start < self.train_s:  # training keeps a core busy
+                pass
+            self._phase("train", start)
+        return super().quality(spec)
+
+
 def journal(tmp_path: Path) -> str:
     return str(tmp_path / "journal.log")
 

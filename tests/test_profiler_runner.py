@@ -39,3 +39,32 @@ def test_failure_reasons_name_out_of_memory_first():
     assert failure_reason(MemoryError()) == "out of memory: MemoryError"
     assert failure_reason(RuntimeError("CUDA out of memory. Tried to allocate")).startswith("out of memory: RuntimeError")
     assert failure_reason(ValueError("bad\nsecond line")) == "ValueError: bad"
+
+
+def test_child_folders_of_a_killed_parent_are_removed_by_the_next_run(tmp_path):
+    """A parent killed with SIGKILL mid-measurement leaves its child's folder; the next process's
+    first measurement removes it, and never a folder of a parent that still runs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from lfm2_nas.profiler import runner
+
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": os.pathsep.join(sys.path)}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ("from lfm2_nas.profiler.runner import run_in_child\n"
+                                "run_in_child('profiler_support:sleep', {'seconds': 60}, threads=1)")],
+        env=env, start_new_session=True,
+    )
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(f"lfm2-nas-child-{parent.pid}-*/job.json")) and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(parent.pid, signal.SIGKILL)  # the parent and its measuring child
+    parent.wait()
+    (left,) = tmp_path.glob("lfm2-nas-child-*")
+    live = tmp_path / f"lfm2-nas-child-{os.getpid()}-x"
+    live.mkdir()
+    assert runner.remove_stale_child_folders(tmp_path) == [left]
+    assert not left.exists() and live.is_dir()

@@ -205,3 +205,31 @@ def test_tables_are_replaced_atomically(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         store_module.write_tables([{"key": "b", "s": [3.0]}], tmp_path)
     assert pd.read_csv(tmp_path / "rows.csv")["key"].tolist() == ["a"]
+
+
+def test_a_size_string_for_memory_limit_bytes_is_read_as_a_size_and_the_row_is_measured(tmp_path, profiles):
+    """Issue 14: ``memory_limit_bytes = "300 MiB"`` passed validation and crashed the child; the settings
+    reader now takes it as the size it says, and the measurement runs under that limit."""
+    out = tmp_path / "results"
+    path = _write(tmp_path, TINY_SWEEP.format(out=out).replace('"lfm2-tiny:AAAA", "lfm2-tiny:CCCC"', "")
+                  .replace("threads = 1", 'threads = 1\nmemory_limit_bytes = "300 MiB"'))
+    plan = load_sweep(path)
+    assert [s.memory_limit_bytes for s in plan.settings] == [300 * 2**20]
+    outcome = run_sweep(plan, progress=False)
+    assert (outcome.measured, outcome.failed) == (1, 0), outcome.rows
+
+
+def test_ctrl_c_stops_a_sweep_with_a_message_and_status_130(tmp_path, profiles):
+    out = tmp_path / "results"
+    path = _write(tmp_path, TINY_SWEEP.format(out=out))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "LFM2_NAS_PROFILES": str(profiles)}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "sweep", str(path), "--no-progress"],
+                            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    store = ProfileStore(out / "rows.jsonl")
+    deadline = time.monotonic() + 120
+    while len(store.rows()) < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the sweep and its measuring child
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"interrupted: the rows finished so far are kept in {out}/" in err and "Traceback" not in err

@@ -92,14 +92,16 @@ def test_two_worker_processes_end_every_trial_exactly_once(postgres_url, tmp_pat
 
     trials = study.trials
     assert [t.number for t in trials] == list(range(len(trials)))
-    assert all(t.state == TrialState.COMPLETE for t in trials), [t.state for t in trials]
-    assert 10 <= counted_trials(trials) <= 11  # the target, plus at most one started in a race
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    # a layout drawn again (by either worker) is a pruned duplicate, never measured twice
+    assert all(t.state == TrialState.COMPLETE or "duplicate" in t.user_attrs for t in trials), [t.state for t in trials]
+    assert 10 <= counted_trials(trials) == len(complete) <= 11  # the target, plus at most one started in a race
     assert [t.user_attrs.get("seed") for t in trials[:2]] == ["lfm2-tiny", "lfm2-tiny-all-attn"]
 
     ended = [e for e in _lines(log) if "trial" in e]
     measured = [e for e in _lines(log) if "spec_hash" in e]
     assert sorted(e["trial"] for e in ended) == [t.number for t in trials]  # each trial ended once
-    assert len(measured) == len(trials)  # and was measured once
+    assert len(measured) == len(complete) == len({e["spec_hash"] for e in measured})  # each layout measured once
     assert len({e["pid"] for e in ended}) == 2  # both processes did work
     owners = Counter(t.user_attrs["worker"]["pid"] for t in trials)
     assert owners == Counter(e["pid"] for e in ended)
@@ -143,3 +145,49 @@ def test_unreachable_server_is_one_line():
     assert message.startswith(f"cannot open storage postgresql://user:***@127.0.0.1:{port}/db: ")
     assert "\n" not in message and "secret" not in message
     assert time.time() - start < 15
+
+
+def _unshare_works() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "--uts", "sh", "-c", "hostname other"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _unshare_works(), reason="needs root and 'unshare --uts' (a worker under another host name)")
+def test_orphan_of_a_worker_on_another_host_is_requeued_within_the_grace_and_the_run_waits_for_it(postgres_url, tmp_path):
+    """2 workers x 6 trials on PostgreSQL; the one on host "other" is killed with SIGKILL mid-trial
+    (the seed); the worker on this host does not stop at 5/6 but re-runs the seed once its heartbeat
+    is 2 s stale."""
+    config = tiny_config(**{'name = "tiny"': 'name = "pg-remote-orphan"', "trials = 8": "trials = 6"})
+    storage = open_storage(postgres_url)
+    study = open_study(config, storage)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    worker = [sys.executable, str(WORKER), postgres_url, "pg-remote-orphan", "--grace", "2"]
+    remote = subprocess.Popen(["unshare", "--uts", "sh", "-c", 'hostname other && exec "$@"', "sh", *worker,
+                               "--sleep", "60", "--log", str(tmp_path / "remote.jsonl")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    running = []
+    while time.time() < deadline and not running:
+        running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if "non_embedding_params" in t.user_attrs]
+        time.sleep(0.1)
+    (orphan,) = running
+    assert orphan.user_attrs["worker"]["host"] == "other" and orphan.user_attrs["seed"] == "lfm2-tiny"
+    remote.kill()  # SIGKILL: no goodbye, no database update
+    remote.communicate()
+    killed_at = time.time()
+
+    local = subprocess.Popen([*worker, "--sleep", "0.05", "--log", str(tmp_path / "local.jsonl")], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = local.communicate(timeout=120)
+    assert local.returncode == 0, err.decode()[-2000:]
+    report = json.loads(out.decode().strip().splitlines()[-1])
+    trials = study.trials
+    dead = trials[orphan.number]
+    recover_s = dead.datetime_complete.timestamp() - killed_at
+    print(f"remote orphan failed by heartbeat {recover_s:.1f} s after SIGKILL (grace 2 s, beat 1 s); worker: {report}")
+    assert dead.state == TrialState.FAIL and recover_s < 2 + 1 + 5
+    retry = next(t for t in trials if t.user_attrs.get("retry_of") == orphan.number)
+    assert retry.state == TrialState.COMPLETE and retry.params == orphan.params and retry.user_attrs["seed"] == "lfm2-tiny"
+    assert report["stopped"] == "target reached" and counted_trials(trials) == 6
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]

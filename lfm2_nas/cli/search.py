@@ -110,7 +110,8 @@ def _trial_line(trial: Any) -> str:
     return "  ".join(parts)
 
 
-def _execute(config: Any, handle: Any, location: str, root: Path | None, worker: bool, target: int | None, max_trials: int | None) -> None:
+def _execute(config: Any, handle: Any, location: str, root: Path | None, worker: bool, target: int | None,
+             max_trials: int | None, retry_failed: bool = False) -> None:
     from lfm2_nas.search.evaluate import make_evaluator
     from lfm2_nas.search.run import open_study, run_study
     from lfm2_nas.search.storage import redact, study_dir
@@ -118,24 +119,32 @@ def _execute(config: Any, handle: Any, location: str, root: Path | None, worker:
     _quiet_optuna()
     study = open_study(config, handle, worker=worker)
     folder = study_dir(config.study.name, root)
-    evaluator = make_evaluator(config, folder)
+    evaluator = make_evaluator(config, folder, location)
     slug = evaluator.hardware().get("slug", "unknown")
-    typer.echo(f"study {config.study.name} in {redact(location)}; measuring on {slug}", err=True)
+    lock = f"; CPU lock {evaluator.lock}" if getattr(evaluator, "lock", None) else ""
+    typer.echo(f"study {config.study.name} in {redact(location)}; measuring on {slug}{lock}", err=True)
     previous = _sigterm_as_interrupt()
     try:
         report = run_study(study, config, evaluator, target=target, max_trials=max_trials,
-                           on_trial=lambda t: typer.echo(_trial_line(t), err=True))
+                           on_trial=lambda t: typer.echo(_trial_line(t), err=True), retry_failed_layouts=retry_failed)
     except KeyboardInterrupt:
         typer.echo("interrupted: the trial in progress was re-queued; run the same command again to resume", err=True)
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+    retried = f"{report.retried} failed layout(s) re-queued, " if report.retried else ""
     typer.echo(
-        f"{report.stopped_reason}: ran {report.ran} trial(s) here ({report.failed} failed, "
+        f"{report.stopped_reason}: ran {report.ran} trial(s) here ({report.failed} failed, {report.transient} of "
+        f"them transient and re-queued, {retried}{report.duplicates} repeated layout(s) skipped, "
         f"{report.recovered} orphan(s) recovered); study has {report.counted}/{report.target}",
         err=True,
     )
     _write_outputs(config, study, folder)
+    if report.short:
+        typer.echo(f"error: stopped short of the target ({report.counted}/{report.target}): {report.stopped_reason}; "
+                   "see the failures with 'lfm2-nas search status', then run again (--retry-failed re-queues "
+                   "failed layouts)", err=True)
+        raise typer.Exit(1)
 
 
 def _write_outputs(config: Any, study: Any, folder: Path) -> dict[str, Any]:
@@ -152,23 +161,26 @@ def _write_outputs(config: Any, study: Any, folder: Path) -> dict[str, Any]:
 def run(
     file: FileArgument = None,
     storage: StorageOption = None,
-    trials: Annotated[int | None, typer.Option("--trials", help="study-wide target of finished trials (default: the file's)")] = None,
+    trials: Annotated[int | None, typer.Option("--trials", min=1, help="study-wide target of finished trials (default: the file's)")] = None,
     root: RootOption = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="queue every failed layout again first")] = False,
 ) -> None:
     """Create or resume the study of FILE and run trials until it holds its target.
 
-    Re-running the same command resumes: finished trials are kept, interrupted ones re-run.
+    Re-running the same command resumes: finished trials are kept, interrupted ones re-run. Exits 1
+    when the run stops short of the target (too many failures in a row, nothing new left to try).
     """
     config = _config(file)
     handle, location = _open(config, storage, root)
-    _execute(config, handle, location, root, worker=False, target=trials or config.study.trials, max_trials=None)
+    _execute(config, handle, location, root, worker=False, target=trials or config.study.trials, max_trials=None,
+             retry_failed=retry_failed)
 
 
 @app.command("worker")
 def worker(
     storage: Annotated[str, typer.Option("--storage", help="the study's database URL (postgresql://...) or journal file")],
     study: Annotated[str, typer.Option("--study", help="name of an existing study")],
-    trials: Annotated[int | None, typer.Option("--trials", help="stop after this many trials here (default: until the study's target)")] = None,
+    trials: Annotated[int | None, typer.Option("--trials", min=1, help="stop after this many trials here (default: until the study's target)")] = None,
     root: RootOption = None,
 ) -> None:
     """Join an existing study from any machine; measures on THIS machine's hardware."""
@@ -250,14 +262,15 @@ def export(
 
     config, loaded = _locate(file, storage, study, root)
     trials = loaded.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    bad = [n for n in checkpoint or [] if n not in by_number or "spec" not in by_number[n].user_attrs]
+    if bad:  # checked before anything is written
+        raise _fail([f"trial {n} has no layout to export (trials: 0..{len(trials) - 1})" for n in bad])
     folder = out or study_dir(config.study.name, root)
     summary = _write_outputs(config, loaded, folder)
     numbers = list(checkpoint or []) + ([r["trial"] for r in summary["pareto_front"]] if pareto_checkpoints else [])
-    by_number = {t.number: t for t in trials}
     for number in dict.fromkeys(numbers):
-        trial = by_number.get(number)
-        if trial is None or "spec" not in trial.user_attrs:
-            raise _fail([f"trial {number} has no layout to export (trials: 0..{len(trials) - 1})"])
+        trial = by_number[number]
         spec = ModelSpec.from_dict(trial.user_attrs["spec"])
         path = build_checkpoint(spec, folder / "export" / f"trial-{number:04d}", dtype=config.target.dtype)
         typer.echo(f"wrote {path} ({format_count(trial.user_attrs['param_count'])} parameters, pattern {spec.pattern})")

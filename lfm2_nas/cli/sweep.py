@@ -23,7 +23,12 @@ def sweep(
     from lfm2_nas.profiler.sweep import load_sweep, run_sweep
 
     plan = load_sweep(file)
-    outcome = run_sweep(plan, progress=progress, retry_failed=retry_failed)
+    try:
+        outcome = run_sweep(plan, progress=progress, retry_failed=retry_failed)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted: the rows finished so far are kept in {plan.out_dir}/; run the same command "
+                   "again to measure the rest", err=True)
+        raise typer.Exit(130) from None
     if fmt is Format.json:
         emit(outcome.rows, fmt)
     else:

@@ -35,6 +35,8 @@ from lfm2_nas.io import atomic_write_text
 from lfm2_nas.profiler.runner import run_in_child
 from lfm2_nas.profiler.settings import available_cpus, check_device
 
+log = logging.getLogger(__name__)
+
 #: A dtype is native when its matmul throughput reaches this fraction of float32's.
 NATIVE_FRACTION = 0.5
 REDUCED_DTYPES = ("bfloat16", "float16")
@@ -143,8 +145,14 @@ def load_or_measure_hardware(
         if _needs_kernel_choice(profile):
             profile = _add_kernel_choice(profile, saved[-1], threads or profile.threads)
         return profile
+    from lfm2_nas.profiler import result as result_module
+    from lfm2_nas.profiler.contention import OtherCpuMeter, wait_for_quiet
+
     threads = threads or available_cpus()
+    wait_for_quiet(result_module.BUSY_OTHER_CORES)
+    meter = OtherCpuMeter(children=True)
     outcome = run_in_child("lfm2_nas.profiler.hardware:measure_peaks", {"device": device}, threads)
+    other = meter.other_cores()
     if not outcome.ok:
         raise DeviceError(f"measuring {device} failed: {outcome.reason}")
     profile = HardwareProfile.from_dict({
@@ -153,6 +161,10 @@ def load_or_measure_hardware(
         **identity,
         **outcome.value,
     })
+    if other > result_module.BUSY_OTHER_CORES:  # peaks measured busy are too low: every roofline would lie
+        log.warning("hardware profile of %s measured while other processes used %.2f CPU cores: used for this run "
+                    "only, not saved (it is measured again next time)", device, other)
+        return profile
     profile.save(directory)
     return profile
 

@@ -10,6 +10,10 @@ The child imports a target ``"module:function"``, calls it with JSON keyword arg
 ``{"ok": ..., "value": ..., "threads": ...}`` to the result file (atomically). An optional memory
 limit (``RLIMIT_AS`` above the child's address space after start-up) turns "would not fit in N
 bytes" into a real allocation failure.
+
+Each child works in a temporary folder ``lfm2-nas-child-<parent pid>-*``; a parent killed with
+``kill -9`` cannot remove it, so the first measurement of every later process removes the folders
+of parents that no longer exist (:func:`remove_stale_child_folders`).
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +35,10 @@ from typing import Any
 from lfm2_nas.io import atomic_write_text
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_CHILD_PREFIX = "lfm2-nas-child-"
+#: A child folder named without its parent's pid (older versions) is removed once it is this old.
+_UNNAMED_STALE_S = 24 * 3600
+_cleaned = False
 _OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "std::bad_alloc")
 
 
@@ -54,11 +64,15 @@ def run_in_child(
     Never raises for failures inside the child: a timeout, a crash, a signal or an exception comes
     back as ``ChildOutcome(ok=False, reason=...)``; out-of-memory reasons start with ``"out of memory"``.
     """
+    global _cleaned
+    if not _cleaned:
+        _cleaned = True
+        remove_stale_child_folders()
     env = dict(os.environ)
     env.update({name: str(threads) for name in _THREAD_VARS})
     # The child must import the same code as this process (tests add their folder to sys.path).
     env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
-    with tempfile.TemporaryDirectory(prefix="lfm2-nas-child-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{_CHILD_PREFIX}{os.getpid()}-") as tmp:
         job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job = {"target": target, "kwargs": kwargs, "threads": threads, "memory_limit_bytes": memory_limit_bytes}
         job_path.write_text(json.dumps(job))
@@ -71,6 +85,24 @@ def run_in_child(
             data = json.loads(result_path.read_text())
             return ChildOutcome(data["ok"], data.get("value"), data.get("reason"), data.get("threads", {}))
         return ChildOutcome(False, reason=_crash_reason(proc.returncode, proc.stderr.decode(errors="replace")))
+
+
+def remove_stale_child_folders(directory: str | Path | None = None) -> list[Path]:
+    """Remove the child folders (in ``directory``, default the temporary folder) whose parent process
+    is gone; returns them."""
+    import psutil
+
+    removed = []
+    for folder in Path(directory or tempfile.gettempdir()).glob(f"{_CHILD_PREFIX}*"):
+        pid = folder.name[len(_CHILD_PREFIX):].partition("-")[0]
+        try:
+            stale = not psutil.pid_exists(int(pid)) if pid.isdigit() else time.time() - folder.stat().st_mtime > _UNNAMED_STALE_S
+        except OSError:
+            continue
+        if stale and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def _crash_reason(returncode: int, stderr: str) -> str:

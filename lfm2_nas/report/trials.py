@@ -47,6 +47,8 @@ def _status(t: FrozenTrial) -> str:
         if "screened" in t.user_attrs or "buildable" in t.constraints:
             return "screened"
         return "infeasible" if "infeasible" in t.user_attrs else "measured"
+    if t.state == TrialState.PRUNED and "duplicate" in t.user_attrs:
+        return "duplicate"
     return t.state.name.lower()
 
 
@@ -56,7 +58,7 @@ def trial_row(t: FrozenTrial) -> dict[str, Any]:
     spec = u.get("spec") or {}
     pattern = u.get("pattern", "")
     hidden, heads = spec.get("hidden_size"), spec.get("num_heads")
-    reason = u.get("screened") or u.get("infeasible") or u.get("fail_reason") or ""
+    reason = u.get("screened") or u.get("infeasible") or u.get("fail_reason") or u.get("duplicate") or ""
     if t.state == TrialState.FAIL and not reason:
         reason = "worker stopped without finishing the trial"
     seconds = None

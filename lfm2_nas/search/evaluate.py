@@ -9,13 +9,17 @@ workload and timing settings (``profiles/cache/<hardware>.jsonl``); quality resu
 budget, seed and options (``<study folder>/cache/quality.jsonl``; successful ones only, a failure
 may be transient).
 
-With ``[study] cpu_lock`` set, profiling holds that lock exclusively (like ``flock -x``) and
-training holds it shared, so timings are not disturbed by other work that respects the lock.
+Profiling holds the run's CPU lock exclusively (like ``flock -x``) and training holds it shared,
+so timings are not disturbed by other work that respects the lock (:func:`~lfm2_nas.search.lock.resolve_lock`:
+on by default for journal studies). Inside the lock, each measurement first waits for the machine to
+be quiet (:func:`lfm2_nas.profiler.contention.wait_for_quiet`, bounded): other people's work that
+ignores the lock delays a measurement instead of failing it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,8 @@ from lfm2_nas.spec import ModelSpec
 #: Measurements repeated when the profiler flags one busy (other processes used the CPU meanwhile)
 #: before the trial fails with that reason.
 BUSY_RETRIES = 2
+
+log = logging.getLogger(__name__)
 
 
 def _scalar_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -47,19 +53,25 @@ def _scalar_row(row: dict[str, Any]) -> dict[str, Any]:
 class Measurer:
     """Measures layouts for one search file on this machine (see module docstring)."""
 
-    def __init__(self, config: SearchConfig, folder: str | Path) -> None:
+    def __init__(self, config: SearchConfig, folder: str | Path, lock: str | None = None) -> None:
+        """``lock``: the CPU lock file ("" for none; default: the search file's ``cpu_lock``, none for ``"off"``)."""
         from lfm2_nas.profiler import LatencyPredictor, load_or_measure_hardware
         from lfm2_nas.profiler.hardware import has_saved_profile
         from lfm2_nas.quality import QualityStore
+        from lfm2_nas.search.lock import LOCK_OFF
 
         self.config = config
         self.settings = config.target
+        if lock is None:
+            lock = None if config.study.cpu_lock == LOCK_OFF else config.study.cpu_lock
+        self.lock = lock or None
+        self.quiet_waits: list[Any] = []  # one QuietWait per measurement (for reports and tests)
         if self.settings.backend != "torch":
             from lfm2_nas.runtimes import installed_version
 
             installed_version(self.settings.backend)  # a missing runtime stops the run before any trial
         device = self.settings.device
-        lock = contextlib.nullcontext() if has_saved_profile(device) else cpu_lock(config.study.cpu_lock, exclusive=True)
+        lock = contextlib.nullcontext() if has_saved_profile(device) else cpu_lock(self.lock, exclusive=True)
         with lock:
             self.profile = load_or_measure_hardware(device, threads=self.settings.threads)
         self._predictor_cls = LatencyPredictor
@@ -84,18 +96,23 @@ class Measurer:
             except ExportError as err:
                 return LatencyResult(ok=False, reason=f"the {self.settings.backend} backend cannot run this layout: {err}")
         measured = is_measured(spec, self.settings, self.profile)
-        with contextlib.nullcontext() if measured else cpu_lock(self.config.study.cpu_lock, exclusive=True):
+        with contextlib.nullcontext() if measured else cpu_lock(self.lock, exclusive=True):
+            if not measured:
+                self._wait_for_quiet()
             result = profile_layout(spec, self.settings, self.profile)
             for _ in range(BUSY_RETRIES):  # a figure measured while other processes ran is not kept
                 if not (result.ok and result.busy):
                     break
+                self._wait_for_quiet()
                 result = profile_layout(spec, self.settings, self.profile, retry_failed=True)
         if not result.ok:
             return LatencyResult(ok=False, reason=result.reason or "unknown profiler failure")
         if result.busy:
             other = result.environment.get("other_cpu_cores", 0.0)
+            waited = sum(w.waited_s for w in self.quiet_waits[-(1 + BUSY_RETRIES):])
             return LatencyResult(ok=False, reason=f"machine busy while measuring, in all {1 + BUSY_RETRIES} attempts "
-                                                  f"(other processes used {other:.2f} CPU cores in the last)")
+                                                  f"(other processes used {other:.2f} CPU cores in the last; "
+                                                  f"waited {waited:.0f} s for quiet in all)")
         return LatencyResult(
             ok=True,
             prefill_ms=result.prefill_ms.median,
@@ -104,6 +121,19 @@ class Measurer:
             unstable=result.prefill_ms.unstable or result.decode_ms_per_token.unstable,
             row=_scalar_row(result.to_row()),
         )
+
+    def _wait_for_quiet(self) -> None:
+        """Wait (bounded) until other processes leave the CPU to this measurement; reported in the log."""
+        from lfm2_nas.profiler import contention
+        from lfm2_nas.profiler import result as result_module
+
+        wait = contention.wait_for_quiet(result_module.BUSY_OTHER_CORES)
+        self.quiet_waits.append(wait)
+        if wait.waited_s and wait.quiet:
+            log.warning("machine quiet again after %.0f s; measuring", wait.waited_s)
+        elif not wait.quiet:
+            log.warning("machine still busy after %.0f s (other processes use %.2f CPU cores); measuring anyway",
+                        wait.waited_s, wait.other_cores)
 
     def quality(self, spec: ModelSpec) -> QualityScore:
         from lfm2_nas.quality import evaluate, result_key
@@ -116,7 +146,7 @@ class Measurer:
         else:
             options = {"progress": False, **q.options}  # one progress line per trial is the CLI's
             try:
-                with cpu_lock(self.config.study.cpu_lock, exclusive=False):
+                with cpu_lock(self.lock, exclusive=False):
                     result = evaluate(spec, q.tier, budget=q.budget, seed=q.seed, **options)
             except ValueError as err:  # e.g. a layout the proxy's scale-down rule cannot shrink
                 return QualityScore(ok=False, reason=f"cannot evaluate this layout: {err}")
@@ -166,6 +196,9 @@ class Measurer:
             self.predictor = None
 
 
-def make_evaluator(config: SearchConfig, folder: str | Path) -> Measurer:
-    """The evaluator a search run uses; ``folder`` (the study's) holds its quality cache."""
-    return Measurer(config, folder)
+def make_evaluator(config: SearchConfig, folder: str | Path, location: str | None = None) -> Measurer:
+    """The evaluator a search run uses; ``folder`` (the study's) holds its quality cache; ``location``
+    (the study's storage) decides the default CPU lock (:func:`~lfm2_nas.search.lock.resolve_lock`)."""
+    from lfm2_nas.search.lock import resolve_lock
+
+    return Measurer(config, folder, lock=resolve_lock(config.study.cpu_lock, location or "journal.log") or "")

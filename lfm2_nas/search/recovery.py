@@ -8,7 +8,10 @@ heartbeat (see :mod:`lfm2_nas.search.storage`), which calls :func:`requeue` the 
 
 Claiming a trial (RUNNING -> FAIL) is atomic in every Optuna storage, so when two workers recover
 the same orphan only one re-queues it. A layout that keeps killing its worker is retried at most
-``MAX_RETRIES`` times.
+``MAX_RETRIES`` times (a seed layout always, see :func:`missing_seeds`).
+
+A failure is *transient* when it says nothing about the layout (the machine was busy, the worker
+was killed or interrupted, a measurement timed out): it never counts towards the study's target.
 """
 
 from __future__ import annotations
@@ -35,6 +38,17 @@ UNSTAMPED_GRACE_S = 600
 log = logging.getLogger(__name__)
 
 
+#: Substrings of a failure reason that mark it transient (see module docstring).
+TRANSIENT_MARKERS = ("machine busy", "timed out", "interrupted:", "stopped sending heartbeats", "died of signal")
+
+
+def is_transient(trial: FrozenTrial) -> bool:
+    """Whether a failed trial failed for a reason that says nothing about its layout. A failed trial
+    with no recorded reason was failed from outside (the database heartbeat): its worker vanished."""
+    reason = trial.user_attrs.get("fail_reason")
+    return reason is None or any(marker in reason for marker in TRANSIENT_MARKERS)
+
+
 def owner_record() -> dict[str, Any]:
     """Who runs a trial: host name, pid and that process's start time (guards against pid reuse)."""
     return {"host": socket.gethostname(), "pid": os.getpid(), "started": psutil.Process().create_time()}
@@ -51,10 +65,11 @@ def owner_alive(owner: dict[str, Any]) -> bool | None:
         return False
 
 
-def requeue(study: optuna.Study, trial: FrozenTrial, reason: str) -> bool:
-    """Enqueue ``trial``'s layout again (same parameters and seed label); False past the retry limit."""
+def requeue(study: optuna.Study, trial: FrozenTrial, reason: str, force: bool = False) -> bool:
+    """Enqueue ``trial``'s layout again (same parameters and seed label); False past the retry limit
+    (which a seed layout and ``force`` ignore)."""
     retries = int(trial.user_attrs.get("retries", 0)) + 1
-    if retries > MAX_RETRIES:
+    if retries > MAX_RETRIES and not (force or "seed" in trial.user_attrs):
         log.warning("trial %d: %s; not re-queued (already retried %d times)", trial.number, reason, MAX_RETRIES)
         return False
     attrs = {"retry_of": trial.number, "retries": retries, "retry_reason": reason}
@@ -108,10 +123,43 @@ def replaced_numbers(trials: list[FrozenTrial]) -> set[int]:
 
 def counted_trials(trials: list[FrozenTrial]) -> int:
     """Trials that count towards a study's target: finished ones, except failures whose layout was
-    re-queued (the retry counts instead)."""
+    re-queued (the retry counts instead) and transient failures (:func:`is_transient`)."""
     replaced = replaced_numbers(trials)
     return sum(
         1
         for t in trials
-        if t.state == TrialState.COMPLETE or (t.state == TrialState.FAIL and t.number not in replaced)
+        if t.state == TrialState.COMPLETE
+        or (t.state == TrialState.FAIL and t.number not in replaced and not is_transient(t))
     )
+
+
+def missing_seeds(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The last trial of each seed layout that has no result yet and nothing pending: every trial of
+    it failed transiently and none is queued or running. Such a seed must be queued again."""
+    by_seed: dict[str, list[FrozenTrial]] = {}
+    for t in trials:
+        if "seed" in t.user_attrs:
+            by_seed.setdefault(t.user_attrs["seed"], []).append(t)
+    missing = []
+    for tried in by_seed.values():
+        settled = any(
+            t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+            or (t.state == TrialState.FAIL and not is_transient(t))
+            for t in tried
+        )
+        if not settled:
+            missing.append(tried[-1])
+    return missing
+
+
+def retry_failed(study: optuna.Study) -> list[int]:
+    """Queue again the layout of every failed trial not already replaced (``search run --retry-failed``);
+    returns the numbers of the failed trials."""
+    trials = study.get_trials(deepcopy=False)
+    replaced = replaced_numbers(trials)
+    numbers = []
+    for t in trials:
+        if t.state == TrialState.FAIL and t.number not in replaced and t.params:
+            requeue(study, t, f"retried on request (was: {t.user_attrs.get('fail_reason', 'failed')})", force=True)
+            numbers.append(t.number)
+    return numbers

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 import zlib
 from collections.abc import Callable
@@ -27,7 +28,15 @@ from optuna.trial import FrozenTrial, TrialState
 from lfm2_nas.search.config import SearchConfig, SearchConfigError, parse_config
 from lfm2_nas.search.measurements import Evaluator
 from lfm2_nas.search.objectives import objectives_for
-from lfm2_nas.search.recovery import TARGET_ATTR, counted_trials, recover_orphans, requeue
+from lfm2_nas.search.recovery import (
+    TARGET_ATTR,
+    counted_trials,
+    is_transient,
+    missing_seeds,
+    recover_orphans,
+    requeue,
+    retry_failed,
+)
 from lfm2_nas.search.space import SearchSpace
 from lfm2_nas.search.trial import TrialFailed, TrialRunner
 
@@ -37,6 +46,12 @@ CONFIG_ATTR = "search_config"
 FINGERPRINT_ATTR = "search_fingerprint"
 #: Stop a worker after this many failed trials in a row: something is broken beyond one layout.
 MAX_CONSECUTIVE_FAILURES = 5
+#: Stop after this many proposals in a row of layouts the study already holds: nothing new is left.
+MAX_CONSECUTIVE_DUPLICATES = 25
+#: How often a run whose remaining trials are running elsewhere checks on them (and on heartbeats).
+WAIT_POLL_S = 1.0
+#: Reasons a run stops having done what it was asked; any other stop is short of the target.
+DONE_REASONS = ("target reached", "this worker's --trials reached")
 
 
 class StudyError(ValueError):
@@ -129,10 +144,18 @@ class RunReport:
 
     ran: int = 0
     failed: int = 0
+    transient: int = 0  # failures that say nothing about the layout (busy, killed, timed out)
+    duplicates: int = 0  # proposals of a layout the study already held (not measured, not counted)
     recovered: int = 0
+    retried: int = 0  # failed layouts queued again by ``retry_failed``
     counted: int = 0
     target: int = 0
     stopped_reason: str = ""
+
+    @property
+    def short(self) -> bool:
+        """Whether the run stopped before doing what it was asked (too many failures, nothing left)."""
+        return self.stopped_reason not in DONE_REASONS
 
 
 def run_study(
@@ -142,24 +165,37 @@ def run_study(
     target: int | None = None,
     max_trials: int | None = None,
     on_trial: Callable[[FrozenTrial], None] | None = None,
+    retry_failed_layouts: bool = False,
 ) -> RunReport:
     """Run trials until the study holds ``target`` finished trials or this call has run ``max_trials``.
 
     ``target`` is stored in the study, so workers (which pass none) run to the latest target set,
-    else to ``[study] trials``. Ctrl-C fails the trial in progress, re-queues its layout and
-    re-raises; finished trials are already stored, so the next run resumes.
+    else to ``[study] trials``. Transient failures (:func:`~lfm2_nas.search.recovery.is_transient`)
+    are re-queued and never count; a seed layout with no result is queued again until it has one.
+    While the trials still missing are running in other workers, the run waits for them (checking
+    the database heartbeat, so a dead remote worker's trial is failed and re-run here).
+    ``retry_failed_layouts`` first queues again every failed layout. Ctrl-C fails the trial in
+    progress, re-queues its layout and re-raises; finished trials are already stored.
     """
     runner = TrialRunner(config, SearchSpace(config.space), evaluator, objectives_for(config))
     if target is not None:
         study.set_user_attr(TARGET_ATTR, target)
     report = RunReport(target=target or study.user_attrs.get(TARGET_ATTR, config.study.trials))
-    report.recovered = len(recover_orphans(study))
-    consecutive_failures = 0
+    if retry_failed_layouts:
+        report.retried = len(retry_failed(study))
+    consecutive_failures = duplicates = 0
     while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # database heartbeat: re-queues dead workers' trials
+        report.recovered += len(recover_orphans(study))
+        for seed in missing_seeds(study.get_trials(deepcopy=False)):
+            requeue(study, seed, "seed layout has no result yet")
         trials = study.get_trials(deepcopy=False)
         report.counted = counted_trials(trials)
         running = sum(t.state == TrialState.RUNNING for t in trials)
-        if report.counted + running >= report.target:
+        waiting_seed = any(t.state == TrialState.WAITING and "seed" in t.user_attrs for t in trials)
+        if report.counted >= report.target and not waiting_seed and not _seed_running(trials):
             report.stopped_reason = "target reached"
             break
         if max_trials is not None and report.ran >= max_trials:
@@ -168,7 +204,14 @@ def run_study(
         if consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
             report.stopped_reason = f"{consecutive_failures} trials failed in a row"
             break
-        report.recovered += len(recover_orphans(study))
+        if duplicates >= MAX_CONSECUTIVE_DUPLICATES:
+            report.stopped_reason = (f"nothing left to do: the sampler proposed {duplicates} already measured "
+                                     "layouts in a row (the search space is exhausted)")
+            break
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        if not waiting and (report.counted + running >= report.target or _seed_running(trials)):
+            time.sleep(WAIT_POLL_S)  # the rest is running elsewhere: wait for it to end or be re-queued
+            continue
         runner.current = None
         try:
             study.optimize(runner, n_trials=1, catch=(TrialFailed,))
@@ -176,17 +219,31 @@ def run_study(
             if runner.current is not None:
                 _requeue_interrupted(study, runner.current)
             raise
-        report.ran += 1
         done = _trial(study, runner.current)
+        if done.state == TrialState.PRUNED and "duplicate" in done.user_attrs:
+            report.duplicates += 1
+            duplicates += 1
+            if on_trial is not None:
+                on_trial(done)
+            continue
+        duplicates = 0
+        report.ran += 1
         if done.state == TrialState.FAIL:
             report.failed += 1
             consecutive_failures += 1
+            if is_transient(done):
+                report.transient += 1
+                requeue(study, done, done.user_attrs.get("fail_reason", "failed"))
         else:
             consecutive_failures = 0
         if on_trial is not None:
             on_trial(done)
     report.counted = counted_trials(study.get_trials(deepcopy=False))
     return report
+
+
+def _seed_running(trials: list[FrozenTrial]) -> bool:
+    return any(t.state == TrialState.RUNNING and "seed" in t.user_attrs for t in trials)
 
 
 def _trial(study: optuna.Study, number: int | None) -> FrozenTrial:

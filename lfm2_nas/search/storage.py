@@ -10,18 +10,28 @@
 
 A URL that cannot be reached, or a path whose folder cannot be created, raises
 :class:`StorageError` with one line saying what failed.
+
+A journal survives a crash mid-write (:func:`repair_journal`, run before Optuna reads the file): an
+incomplete last record is cut off, the file as it was is kept beside it as a backup, and a warning
+names both; every complete trial stays. A journal that cannot be read raises :class:`StorageError`
+naming the file, the line and what to do.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import logging
+import os
 import re
+import shutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial
 
 from lfm2_nas.paths import experiments_root
@@ -30,6 +40,10 @@ JOURNAL_NAME = "journal.log"
 HEARTBEAT_INTERVAL_S = 30
 GRACE_PERIOD_S = 120
 _URL = re.compile(r"^[a-z][a-z0-9+]*://")
+#: How every record Optuna's journal writes begins (``json.dumps`` of ``{"op_code": ...}``, compact).
+_RECORD_START = b'{"op_code":'
+
+log = logging.getLogger(__name__)
 
 
 class StorageError(OSError):
@@ -74,9 +88,15 @@ def open_storage(
         path = Path(text)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            repair_journal(path)
             return JournalStorage(JournalFileBackend(str(path)))
+        except StorageError:
+            raise
         except OSError as err:
             raise StorageError(f"cannot open journal file {path}: {err.strerror or err}") from None
+        except ValueError as err:  # json.JSONDecodeError included: Optuna's replay of a damaged file
+            raise StorageError(f"cannot read journal file {path}: {err}; restore it from a backup, or move it "
+                               "aside to start the study afresh") from None
     if text.startswith("journal://"):
         return open_storage(text.removeprefix("journal://"))
     url = _with_installed_driver(text)
@@ -98,6 +118,79 @@ def open_storage(
     except Exception as err:  # SQLAlchemy raises many kinds; the user needs one line, not the chain
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StorageError(f"cannot open storage {redact(text)}: {first}") from None
+
+
+def repair_journal(path: str | Path) -> Path | None:
+    """Cut the damage a crash mid-write leaves in journal ``path``, under the journal's own lock (so a
+    record being written by a live process is never mistaken for a torn one); returns the backup
+    (the file as it was) or None when the file was whole.
+
+    Damage repaired: an incomplete last record (no newline), and such a fragment with a later
+    record appended right after it on one line (what an older version wrote after a crash): the
+    fragment goes, the later record stays. Any other line that is not a record raises
+    :class:`StorageError` naming the file and line.
+    """
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0 or (_tail(path) == b"\n" and _whole(path)):
+        return None
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()
+    try:
+        data = path.read_bytes()
+        lines = data.split(b"\n")
+        torn_tail = lines.pop()  # b"" when the file ends with a newline
+        kept, dropped = [], len(torn_tail)
+        for number, line in enumerate(lines, start=1):
+            record = _record(line)
+            if record is None:
+                raise StorageError(f"cannot read journal file {path}: line {number} is not a journal record; "
+                                   "restore the file from a backup, or move it aside to start the study afresh")
+            kept.append(record)
+            dropped += len(line) - len(record)
+        if not dropped:
+            return None
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        backup = path.with_name(f"{path.name}.torn-{stamp}.bak")
+        shutil.copy2(path, backup)
+        if kept == lines:  # only the tail is torn: cut it in place (other readers' offsets stay valid)
+            os.truncate(path, len(data) - len(torn_tail))
+        else:
+            from lfm2_nas.io import atomic_write_bytes
+
+            atomic_write_bytes(path, b"".join(r + b"\n" for r in kept))
+    finally:
+        lock.release()
+    log.warning("journal %s ended in an incomplete record (%d bytes, left by a crash mid-write); it was cut off "
+                "and the file as it was is kept in %s", path, dropped, backup)
+    return backup
+
+
+def _tail(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
+
+
+def _whole(path: Path) -> bool:
+    """Whether every line of ``path`` is a record (read without the lock: a quick check first)."""
+    with open(path, "rb") as f:
+        return all(_record(line.rstrip(b"\n")) == line.rstrip(b"\n") for line in f)
+
+
+def _record(line: bytes) -> bytes | None:
+    """``line`` if it is a journal record; the record after a torn fragment on the same line; else None."""
+    try:
+        json.loads(line)
+        return line
+    except ValueError:
+        start = line.rfind(_RECORD_START)
+        if start <= 0:
+            return None
+        try:
+            json.loads(line[start:])
+            return line[start:]
+        except ValueError:
+            return None
 
 
 def _with_installed_driver(url: str) -> str:

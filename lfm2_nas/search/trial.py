@@ -6,6 +6,10 @@ latency or memory already breaks a limit is not trained either. Anything that go
 measuring (a crash, an out-of-memory, a diverged training run) fails the trial with its reason;
 the study continues.
 
+A layout the study already measured (or another worker is measuring) is not measured again: the
+trial is pruned with a ``duplicate`` note, does not count towards the target, and the sampler is
+asked again.
+
 Everything a user needs to read a trial later is stored on it as user attributes (spec, pattern,
 parameter count, measurements, hardware profile, worker, reasons), so ``status``, ``export`` and
 optuna-dashboard show it without re-running anything.
@@ -60,6 +64,8 @@ class TrialRunner:
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", "interrupted: run stopped (Ctrl-C or SIGTERM)")
             raise
+        except optuna.TrialPruned:
+            raise
         except TrialFailed as err:
             trial.set_user_attr("fail_reason", str(err))
             raise
@@ -78,6 +84,11 @@ class TrialRunner:
             trial.set_constraint("buildable", 1.0)
             return self._infeasible(trial, f"not buildable: {err}", latency=None)
         self._record_spec(trial, spec)
+        original = _measured_before(trial, spec.spec_hash())
+        if original is not None:  # a slot is for a new layout: the sampler is asked again
+            trial.set_user_attr("duplicate", f"same layout as trial {original} (not measured again)")
+            log.info("trial %d repeats trial %d's layout; skipped", trial.number, original)
+            raise optuna.TrialPruned()
         self._refresh_predictor(trial.study)
         attention_excess = 0 if seed else self.space.attention_violation(spec)
         verdict = screen(spec, self.config, self.evaluator, attention_excess)
@@ -134,6 +145,18 @@ class TrialRunner:
         if len(rows) >= self.config.screening.min_rows and len(rows) != self._predictor_rows:
             self.evaluator.update_predictor(rows)
             self._predictor_rows = len(rows)
+
+
+def _measured_before(trial: optuna.Trial, spec_hash: str) -> int | None:
+    """The number of a trial of the same layout that finished, or that an earlier-numbered trial is
+    running now (so of two workers drawing one layout at once, the later one gives way)."""
+    for other in trial.study.get_trials(deepcopy=False):
+        if other.number == trial.number or other.user_attrs.get("spec_hash") != spec_hash:
+            continue
+        state = other.state
+        if state == optuna.trial.TrialState.COMPLETE or (state == optuna.trial.TrialState.RUNNING and other.number < trial.number):
+            return other.number
+    return None
 
 
 def _record(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
