@@ -84,9 +84,15 @@ def _exportable(model: Any, max_len: int) -> Any:
         mean = square.mean((2, 3), keepdim=True).reshape(*shape[:-1], 1)
         return weight * (x * torch.rsqrt(mean + eps))
 
-    def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+    # rotate_half(x) = cat(-x2, x1) as a product with a constant signed permutation: XNNPACK does
+    # not take a cat of dynamic-shape tensors, and each op it leaves out splits the delegate.
+    half = d // 2
+    rotate = torch.zeros(d, d)
+    rotate[torch.arange(half), torch.arange(half) + half] = -1.0
+    rotate[torch.arange(half) + half, torch.arange(half)] = 1.0
+
+    def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+        return x * cos + F.linear(x, rotation) * sin
 
     class Conv(nn.Module):
         def __init__(self, layer: Any) -> None:
@@ -118,14 +124,15 @@ def _exportable(model: Any, max_len: int) -> Any:
             self.q_norm = nn.Parameter(attn.q_layernorm.weight.detach(), requires_grad=False)
             self.k_norm = nn.Parameter(attn.k_layernorm.weight.detach(), requires_grad=False)
             shape = (1, max_len, spec.num_kv_heads, d)
+            self.register_buffer("rotate", rotate.clone(), persistent=False)
             self.register_buffer("k_cache", torch.zeros(shape))
             self.register_buffer("v_cache", torch.zeros(shape))
 
         def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start: int) -> torch.Tensor:
             tokens = x.shape[1]
             # (1, T, heads, d): the layout of the custom ops.
-            q = rope(rms_norm(self.q_proj(x).view(1, tokens, spec.num_heads, d), self.q_norm), cos, sin)
-            k = rope(rms_norm(self.k_proj(x).view(1, tokens, spec.num_kv_heads, d), self.k_norm), cos, sin)
+            q = rope(rms_norm(self.q_proj(x).view(1, tokens, spec.num_heads, d), self.q_norm), cos, sin, self.rotate)
+            k = rope(rms_norm(self.k_proj(x).view(1, tokens, spec.num_kv_heads, d), self.k_norm), cos, sin, self.rotate)
             v = self.v_proj(x).view(1, tokens, spec.num_kv_heads, d)
             torch.ops.llama.update_cache(k, self.k_cache, start)
             torch.ops.llama.update_cache(v, self.v_cache, start)
@@ -282,11 +289,23 @@ def _signature(spec: ModelSpec, max_len: int) -> str:
             f"-> (logits float32[1, {spec.vocab_size}], conv_state {state})")
 
 
+def write_program(model: Any, quant: str, max_len: int, path: str | Path) -> dict[str, Any]:
+    """Lower ``model`` (an :class:`~lfm2_nas.model.LFM2Model`) and write the ``.pte`` bytes to
+    ``path`` (not atomically: :meth:`ExecuTorchRuntime.export` passes a temporary name); the
+    details to record."""
+    if quant not in ExecuTorchRuntime.quants:
+        raise ExportError(f"executorch cannot export quant {quant!r}: choose one of {', '.join(ExecuTorchRuntime.quants)}")
+    _import_executorch()
+    data, details = _lower(model, quant, max_len)
+    Path(path).write_bytes(data)
+    return details
+
+
 def export_in_child(spec: dict[str, Any], quant: str, max_len: int, out_path: str, seed: int = 0,
                     checkpoint: str | None = None) -> dict[str, Any]:
-    """Build the model, lower it and write the ``.pte`` to ``out_path``; ``export_s``, this
-    process's peak RSS and the details. Run through :func:`lfm2_nas.profiler.runner.run_in_child`
-    by :meth:`ExecuTorchRuntime.export`, so that the peak (``VmHWM``) is the export's own."""
+    """Build the model and :func:`write_program`; ``export_s``, this process's peak RSS (bytes)
+    and the details. Run through :func:`lfm2_nas.profiler.runner.run_in_child` by
+    :meth:`ExecuTorchRuntime.export`, so that the peak (``VmHWM``) is the export's own."""
     from lfm2_nas.checkpoint import load_pretrained
     from lfm2_nas.model import build_model
     from lfm2_nas.profiler.memory import read_status_bytes
@@ -296,9 +315,8 @@ def export_in_child(spec: dict[str, Any], quant: str, max_len: int, out_path: st
     layout = ModelSpec.from_dict(spec)
     model = load_pretrained(checkpoint) if checkpoint else build_model(layout, seed=seed)
     if model.spec != layout:
-        raise ExportError(f"checkpoint {checkpoint} holds layout {model.spec.pattern} h={model.spec.hidden_size}, not the one asked for")
-    data, details = _lower(model, quant, max_len)
-    Path(out_path).write_bytes(data)
+        raise ExportError(f"checkpoint {checkpoint} holds another layout ({model.spec.pattern}, hidden {model.spec.hidden_size})")
+    details = write_program(model, quant, max_len, out_path)
     return {"export_s": time.perf_counter() - start, "peak_rss_bytes": read_status_bytes("VmHWM"), "details": details}
 
 
