@@ -1,7 +1,8 @@
 """ExecuTorch runtime: the .pte program against our torch model, on random tiny layouts.
 
-Exports are the slow part (ExecuTorch's lowering passes cost about a second per graph node-pass
-batch on 2 cores), so the layouts are 1-3 layers and every program is exported once per module.
+Exports are the slow part (ExecuTorch's lowering re-traces every XNNPACK partition through its
+pass pipeline: tens of seconds for a 2-layer program on 2 busy cores), so the layouts have 1-2
+layers and each program is exported once.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _random_layouts(count: int, seed: int = 2024) -> list[ModelSpec]:
         hidden = rng.choice((32, 48, 64))
         heads = rng.choice([n for n in (1, 2, 3, 4, 6, 8) if hidden % n == 0 and (hidden // n) % 2 == 0])
         kv = 1 if force.get("kv_one") else rng.choice([n for n in range(1, heads + 1) if heads % n == 0])
-        pattern = force.get("pattern") or "".join(rng.choice("CA") for _ in range(rng.randint(1, 3)))
+        pattern = force.get("pattern") or "".join(rng.choice("CA") for _ in range(rng.randint(1, 2)))
         if force.get("kv_one") and "A" not in pattern:
             pattern += "A"
         spec = get_spec(
@@ -163,13 +164,16 @@ def test_memory_reports_the_planned_buffers(fp32_programs):
 
 
 # 8da4w against the torch fp32 model (the fp32 program equals it to ~1e-6, see above), prompt +
-# 16 decode steps. Measured on these layouts (seed 0): cosine >= 0.9xx, top-1 agreement >= 0.xx.
+# 16 decode steps, random weights (N(0, 0.08)). Measured on these layouts (seed 0, 2026-11-29):
+# min cosine 0.831 / 0.896, top-1 agreement 0.588 / 0.647 (10/17 and 11/17 positions). Random
+# weights have no structure for 4-bit groups to exploit, so this is far below a trained model's
+# agreement; the thresholds keep a margin under the measured values.
 QUANT_LAYOUTS = [
     get_spec("lfm2-tiny", pattern="CAC", hidden_size=128, num_heads=4, num_kv_heads=2).with_ffn_dim(256),
     get_spec("lfm2-tiny", pattern="CA", hidden_size=64, num_heads=2, num_kv_heads=1, conv_kernel=4).with_ffn_dim(96),
 ]
-MIN_COSINE = 0.0
-MIN_TOP1 = 0.0
+MIN_COSINE = 0.75
+MIN_TOP1 = 0.45
 
 
 @pytest.mark.parametrize("index", range(len(QUANT_LAYOUTS)))
@@ -191,7 +195,7 @@ def test_truncated_program_fails_to_load_with_one_line(fp32_programs, tmp_path):
     artifact = fp32_programs[0][2]
     cut = tmp_path / "cut.pte"
     cut.write_bytes(artifact.path.read_bytes()[: artifact.size_bytes // 2])
-    with pytest.raises(LoadError, match="cannot load ExecuTorch program") as err:
+    with pytest.raises(LoadError, match="truncated") as err:
         RUNTIME.load(Artifact.from_dict({**artifact.to_dict(), "path": str(cut)}), threads=1)
     assert "\n" not in str(err.value)
 

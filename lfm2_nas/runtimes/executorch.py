@@ -31,6 +31,7 @@ imports ``executorch.extension.llm.custom_ops`` first.
 from __future__ import annotations
 
 import os
+import struct
 import time
 import uuid
 from pathlib import Path
@@ -251,8 +252,15 @@ def _lower(model: Any, quant: str, max_len: int) -> tuple[bytes, dict[str, Any]]
         dynamic += (None,)
     with torch.no_grad():
         exported = torch.export.export(program, example, dynamic_shapes=dynamic, strict=False)
+    # The metadata methods ExecuTorch's LLM runner reads (extension/llm/runner/constants.h);
+    # bos 1 / eos 7 are LFM2's tokenizer ids.
+    metadata = {
+        "get_max_seq_len": max_len, "get_max_context_len": max_len, "get_vocab_size": spec.vocab_size,
+        "use_kv_cache": True, "enable_dynamic_shape": True, "get_bos_id": 1, "get_eos_ids": [7],
+    }
     edge = to_edge_transform_and_lower(
-        exported, partitioner=partitioners, compile_config=EdgeCompileConfig(_check_ir_validity=False)
+        exported, partitioner=partitioners, constant_methods=metadata,
+        compile_config=EdgeCompileConfig(_check_ir_validity=False),
     )
     executable = edge.to_executorch(
         ExecutorchBackendConfig(
@@ -324,6 +332,22 @@ def _version(executorch: Any) -> str:
     from importlib.metadata import version
 
     return getattr(executorch, "__version__", None) or version("executorch")
+
+
+def _check_complete(path: Path) -> None:
+    """:class:`LoadError` unless ``path`` holds a whole ``.pte``: the pybindings open a truncated
+    file without complaint (the delegate segments are read later). The extended header after the
+    8-byte flatbuffer prefix is ``b"eh00"``, its length (u32), then the program size, the segment
+    base offset and the segment data size (u64, little-endian; ``exir/_serialize/_program.py``)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(40)
+    if len(head) < 40 or head[8:12] != b"eh00":
+        raise LoadError(f"{path} ({size} bytes) is not an ExecuTorch program (no extended header)")
+    program_size, segment_base, segment_size = struct.unpack("<QQQ", head[16:40])
+    expected = max(program_size, segment_base + segment_size)
+    if size < expected:
+        raise LoadError(f"cannot load ExecuTorch program {path}: truncated ({size} of {expected} bytes)")
 
 
 class ExecuTorchSession:
@@ -453,6 +477,7 @@ class ExecuTorchRuntime:
         path = Path(artifact.path)
         if not path.is_file():
             raise LoadError(f"ExecuTorch program {path} does not exist")
+        _check_complete(path)
         # The pool of XNNPACK and the custom ops (extension/threadpool); torch's own pool is separate.
         portable_lib._unsafe_reset_threadpool(threads)
         try:
