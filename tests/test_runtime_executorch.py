@@ -47,6 +47,8 @@ def _random_layouts(count: int, seed: int = 2024) -> list[ModelSpec]:
         pattern = force.get("pattern") or "".join(rng.choice("CA") for _ in range(rng.randint(1, 2)))
         if force.get("kv_one") and "A" not in pattern:
             pattern += "A"
+        if force.get("kernel") and "C" not in pattern:
+            pattern = "C" + pattern
         spec = get_spec(
             "lfm2-tiny",
             pattern=pattern,
