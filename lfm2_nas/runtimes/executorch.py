@@ -5,27 +5,32 @@ The program is exported from OUR model (:func:`lfm2_nas.model.build_model` or
 whose LFM2 short-conv block hard-codes kernel 3 and one FFN width
 (``examples/models/lfm2/short_conv.py`` in pytorch/executorch). One method, ``forward``:
 
-    forward(tokens: int64 [1, T], input_pos: int64 [1]) -> float32 [1, vocab]
+    forward(tokens int64[1, T], input_pos int64[1], conv_state float32[n_conv, hidden, K-1])
+        -> (logits float32[1, vocab], conv_state float32[n_conv, hidden, K-1])
 
-runs ``T`` tokens (``1 <= T <= max_len``, a dynamic dimension) at positions ``input_pos ..
-input_pos+T-1`` and returns the logits of the last one. The state lives inside the program as
-mutable buffers: per attention layer a K and a V cache ``[1, max_len, kv_heads, head_dim]``,
-written at ``input_pos`` by ExecuTorch's ``llama::update_cache`` op and read by
-``llama::custom_sdpa`` (causal from ``input_pos``, GQA without expanding K/V;
-``extension/llm/custom_ops/custom_ops.py``); per conv layer the last ``K-1`` inputs of the
-depthwise convolution, zero-initialised and zeroed whenever ``input_pos == 0``, so a prompt always
-starts from an empty state (the example's conv buffer is neither initialised nor reset). A K/V
-entry past the current position is never read, so rewinding is choosing ``input_pos``.
+runs ``T`` tokens (``1 <= T <= max_len``, a dynamic dimension sized to the cache) at positions
+``input_pos .. input_pos+T-1`` and returns the last one's logits. Attention state lives inside the
+program: per attention layer a K and a V buffer ``[1, max_len, kv_heads, head_dim]``, written at
+``input_pos`` by ExecuTorch's ``llama::update_cache`` and read by ``llama::custom_sdpa`` (causal
+from ``input_pos``, GQA without expanding K/V; ``extension/llm/custom_ops/custom_ops.py``); an
+entry past the current position is never read, so rewinding K/V is choosing ``input_pos``. The
+conv state (the last ``K-1`` inputs ``B*x`` of each conv layer) is an input and an output instead
+of a buffer: in-program it is not positional, so after a rewind it would still hold the inputs of
+the abandoned positions. Passing it makes a prompt start from zeros and a rewind exact (the
+session keeps the states it may return to, 80 KiB each for LFM2-350M). A layout without conv
+layers has neither: ``forward(tokens, input_pos) -> logits``, the signature ExecuTorch's LLM
+runner calls, and the program carries the runner's metadata methods (``get_max_seq_len`` ...).
 
 ``8da4w`` is the example's XNNPACK scheme (``examples/models/llama/source_transformation/
-quantize.py``, ``qmode="8da4w"``): torchao ``Int8DynamicActivationIntxWeightConfig`` with int4
-weights in groups of 128 along the input dimension, HQQ scale-only parameters, on every linear
-whose input width is a multiple of the group (the LM head included; the embedding stays fp32).
-So that narrow layouts are quantized too, a linear whose width 128 does not divide uses the
-largest of 64 / 32 that does, and stays fp32 when none does; ``Artifact.details`` counts both.
+quantize.py``, ``qmode="8da4w"``): torchao ``Int8DynamicActivationIntxWeightConfig``, int4 weights
+in groups of 128 along the input dimension, HQQ scale-only parameters, on every linear whose input
+width the group divides (the LM head included; the embedding stays fp32, as the example's XNNPACK
+config leaves it). So that narrow layouts are quantized too, a linear whose width 128 does not
+divide uses the largest of 64 / 32 that does, and stays fp32 when none does;
+``Artifact.details`` counts both.
 
-The ``.pte`` needs ExecuTorch's LLM custom ops registered in the running process: :meth:`load`
-imports ``executorch.extension.llm.custom_ops`` first.
+Running a ``.pte`` needs ExecuTorch's LLM custom ops registered in the process: :meth:`load`
+imports ``executorch.extension.llm.custom_ops.custom_ops`` first.
 """
 
 from __future__ import annotations
