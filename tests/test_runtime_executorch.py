@@ -19,7 +19,7 @@ pytest.importorskip("executorch")
 from lfm2_nas.model import build_model  # noqa: E402
 from lfm2_nas.registry import get_spec  # noqa: E402
 from lfm2_nas.runtimes.base import Artifact, ExportError, LoadError  # noqa: E402
-from lfm2_nas.runtimes.executorch import RUNTIME, write_program  # noqa: E402
+from lfm2_nas.runtimes.executorch import RUNTIME, runner_stats, write_program  # noqa: E402
 from lfm2_nas.spec import ModelSpec  # noqa: E402
 
 MAX_LEN = 32
@@ -225,3 +225,13 @@ def test_export_in_child_is_atomic_and_records_its_cost(tmp_path):
     with pytest.raises(ExportError, match="failed"):
         RUNTIME.export(spec, "fp32", MAX_LEN, tmp_path / "bad.pte", checkpoint=tmp_path / "missing")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pte"]
+
+
+def test_llm_runner_runs_an_all_attention_program(fp32_programs):
+    _, _, artifact = next(p for p in fp32_programs if p[0].pattern == "AA")
+    stats = runner_stats(artifact, prompt_len=8, new_tokens=6, threads=1)
+    assert stats["prompt_tokens"] == 8 and 1 <= stats["generated_tokens"] <= 6
+    assert stats["prefill_ms"] >= 0 and stats["decode_ms_per_token"] >= 0
+    conv_program = next(p for p in fp32_programs if p[0].num_conv_layers)[2]
+    with pytest.raises(ValueError, match="conv layers"):
+        runner_stats(conv_program, prompt_len=8, new_tokens=6, threads=1)

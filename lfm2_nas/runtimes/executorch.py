@@ -35,12 +35,14 @@ imports ``executorch.extension.llm.custom_ops.custom_ops`` first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -493,3 +495,67 @@ class ExecuTorchRuntime:
 
 #: The runtime object the profiler looks up by name.
 RUNTIME = ExecuTorchRuntime()
+
+
+@contextlib.contextmanager
+def _stdout_to_devnull() -> Iterator[None]:
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def runner_stats(artifact: Artifact, prompt_len: int, new_tokens: int, threads: int) -> dict[str, float | int]:
+    """Cross-check: ExecuTorch's own LLM runner (``TextLLMRunner``, ``extension/llm/runner`` in
+    the wheel) generating greedily from a ``prompt_len``-token prompt, its own figures:
+    ``prefill_ms`` (prompt evaluation, tokenizing included), ``decode_ms_per_token`` (generation
+    time over generated tokens, as its stats print), the token counts. Its clock counts whole
+    milliseconds. The runner calls ``forward(tokens, input_pos)``, so only programs without conv
+    layers can run in it; it needs a tokenizer file: a byte-level one (one id per byte, ids < 256)
+    is written for it, so the prompt is ``prompt_len`` bytes. Generation stops early at token 7
+    (LFM2's eos, from the program's metadata)."""
+    import tempfile
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    _import_executorch()
+    from executorch.extension.llm.runner import GenerationConfig, TextLLMRunner
+    from executorch.extension.pybindings import portable_lib
+
+    if artifact.details.get("conv_state_shape") is not None:
+        raise ValueError("ExecuTorch's LLM runner calls forward(tokens, input_pos): it cannot run a layout with conv layers")
+    if prompt_len < 1 or new_tokens < 1 or prompt_len + new_tokens > artifact.max_len:
+        raise ValueError(f"{prompt_len} + {new_tokens} tokens do not fit the program's {artifact.max_len} positions")
+    _check_complete(Path(artifact.path))
+    portable_lib._unsafe_reset_threadpool(threads)
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tokenizer = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    stats: dict[str, int] = {}
+
+    def keep(s: Any) -> None:
+        stats.update({k: getattr(s, k) for k in ("inference_start_ms", "prompt_eval_end_ms", "inference_end_ms",
+                                                  "num_prompt_tokens", "num_generated_tokens")})
+
+    with tempfile.TemporaryDirectory(prefix="lfm2-nas-et-runner-") as tmp:
+        tokenizer_path = Path(tmp) / "tokenizer.json"
+        tokenizer.save(str(tokenizer_path))
+        runner = TextLLMRunner(str(artifact.path), str(tokenizer_path))
+        config = GenerationConfig(max_new_tokens=new_tokens, temperature=0.0, echo=False)
+        with _stdout_to_devnull():  # the runner prints the text and its stats from C++
+            runner.generate("a" * prompt_len, config)  # warm-up: first-call allocations
+            runner.reset()
+            runner.generate("a" * prompt_len, config, stats_callback=keep)
+    generated = stats["num_generated_tokens"]
+    return {
+        "prefill_ms": float(stats["prompt_eval_end_ms"] - stats["inference_start_ms"]),
+        "decode_ms_per_token": (stats["inference_end_ms"] - stats["prompt_eval_end_ms"]) / max(generated, 1),
+        "prompt_tokens": stats["num_prompt_tokens"],
+        "generated_tokens": generated,
+    }
