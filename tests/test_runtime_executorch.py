@@ -16,11 +16,11 @@ import torch
 
 pytest.importorskip("executorch")
 
-from lfm2_nas.model import build_model  # noqa: E402
-from lfm2_nas.registry import get_spec  # noqa: E402
-from lfm2_nas.runtimes.base import Artifact, ExportError, LoadError  # noqa: E402
-from lfm2_nas.runtimes.executorch import RUNTIME, runner_stats, write_program  # noqa: E402
-from lfm2_nas.spec import ModelSpec  # noqa: E402
+from lfm2_nas.model import build_model
+from lfm2_nas.registry import get_spec
+from lfm2_nas.runtimes.base import Artifact, ExportError, LoadError
+from lfm2_nas.runtimes.executorch import RUNTIME, runner_stats, write_program
+from lfm2_nas.spec import ModelSpec
 
 MAX_LEN = 32
 DECODE_STEPS = 16

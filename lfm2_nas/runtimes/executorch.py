@@ -41,13 +41,14 @@ import struct
 import sys
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from lfm2_nas.runtimes.base import Artifact, ExportError, LoadError, RuntimeUnavailable
-from lfm2_nas.spec import ATTENTION, ModelSpec
+from lfm2_nas.spec import ModelSpec
 
 #: The 8da4w group size of ExecuTorch's llama example (its default when none is given), then the
 #: fallbacks for linears whose input width it does not divide.
@@ -57,7 +58,7 @@ _METHOD = "forward"
 
 def _import_executorch() -> Any:
     try:
-        import executorch  # noqa: F401
+        import executorch
         from executorch.extension.llm.custom_ops import custom_ops  # noqa: F401  registers llama::custom_sdpa, update_cache
     except ImportError as err:
         raise RuntimeUnavailable(
@@ -486,7 +487,7 @@ class ExecuTorchRuntime:
         portable_lib._unsafe_reset_threadpool(threads)
         try:
             module = portable_lib._load_for_executorch(str(path))
-        except Exception as err:  # the pybindings raise RuntimeError with a multi-line message
+        except RuntimeError as err:  # the pybindings raise it with a multi-line message
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise LoadError(f"cannot load ExecuTorch program {path} ({path.stat().st_size} bytes): {first}") from None
         shape = artifact.details.get("conv_state_shape")
