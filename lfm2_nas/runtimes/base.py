@@ -34,6 +34,10 @@ class RuntimeUnavailable(RuntimeError):
     """The runtime's Python package is not installed; the message names the install command."""
 
 
+class LoadError(RuntimeError):
+    """An artifact that cannot be opened (missing, truncated or corrupt); the message says which."""
+
+
 class ExportError(ValueError):
     """A layout or quantization scheme the runtime cannot represent; the message says which and why."""
 
