@@ -8,7 +8,8 @@ fp32, ExecuTorch fp32 and 8da4w, llama.cpp f32, q8_0 and q4_0), the profiler mea
 same code path a sweep or search uses (:func:`lfm2_nas.profiler.profile_layout`: export cached, every
 measurement in a fresh process). Round ``r`` runs the rows in order, round ``r+1`` in reverse, so a
 slow stretch of a shared machine does not fall on one backend only. Each round's rows are stored in
-``<out>/round-<r>.jsonl`` (a re-run resumes); every row is printed as one JSON line, then the summary:
+``<out>/round-<r>.jsonl`` (a re-run resumes, and a run with other layouts, backends or depths adds to
+the same rounds); every row is printed as one JSON line, then the summary over every stored row:
 per layout, backend and depth the median over rounds of the decode and prefill medians, the spread
 across rounds, the speedup over torch fp32 on the same layout, and the runtime's own timing where it
 reports one (llama.cpp's perf counters, recorded in the same measuring process). ``<out>/summary.json``,
@@ -26,7 +27,7 @@ from typing import Any
 
 from lfm2_nas.io import atomic_write_text
 from lfm2_nas.profiler import Settings, load_or_measure_hardware, profile_layout
-from lfm2_nas.profiler.store import write_tables
+from lfm2_nas.profiler.store import ProfileStore, write_tables
 from lfm2_nas.resolve import resolve_spec
 
 BACKENDS = ("torch:none", "executorch:fp32", "executorch:8da4w", "llamacpp:f32", "llamacpp:q8_0", "llamacpp:q4_0")
@@ -63,11 +64,22 @@ def main() -> None:
             row["round"] = r
             rows.append(row)
             print(json.dumps({k: row.get(k) for k in _PRINTED}), flush=True)
+    rows = _stored_rows(args.out)  # every row of every round, earlier invocations' included (resumable union)
     summary = summarize(rows, args, hardware.label)
     write_tables(rows, args.out)
     atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=2) + "\n")
     plot(summary, args.out / "backends.png")
     print(json.dumps(summary))
+
+
+def _stored_rows(out: Path) -> list[dict[str, Any]]:
+    """The rows of every ``round-<r>.jsonl`` in ``out``, raw samples dropped, each tagged with its round."""
+    rows = []
+    for path in sorted(out.glob("round-*.jsonl")):
+        r = int(path.stem.split("-")[1])
+        rows += [{**{k: v for k, v in row.items() if not k.endswith("_samples")}, "round": r}
+                 for row in ProfileStore(path).rows().values()]
+    return rows
 
 
 _PRINTED = ("round", "layout", "backend", "quant", "context_depth", "ok", "reason", "decode_ms_median", "decode_ms_p10",
