@@ -82,7 +82,7 @@ def _stored_rows(out: Path) -> list[dict[str, Any]]:
     return rows
 
 
-_PRINTED = ("round", "layout", "backend", "quant", "context_depth", "ok", "reason", "decode_ms_median", "decode_ms_p10",
+_PRINTED = ("round", "layout", "backend", "quant", "context_depth", "ok", "reason", "decode_ms_median", "decode_ms_min",
             "prefill_ms_median", "runtime_decode_ms", "artifact_bytes", "export_s", "peak_bytes", "busy")
 
 
@@ -96,7 +96,7 @@ def summarize(rows: list[dict[str, Any]], args: argparse.Namespace, hardware: st
         ok = [m for m in members if m["ok"]]
         entry: dict[str, Any] = {"layout": layout, "backend": backend, "depth": depth, "rounds_ok": len(ok),
                                  "rounds_busy": sum(bool(m.get("busy")) for m in members)}
-        for column in ("decode_ms_median", "decode_ms_p10", "prefill_ms_median", "runtime_decode_ms", "peak_bytes"):
+        for column in ("decode_ms_median", "decode_ms_min", "prefill_ms_median", "runtime_decode_ms", "peak_bytes"):
             values = [m[column] for m in ok if m.get(column) is not None]
             entry[column] = statistics.median(values) if values else None
             if column in ("decode_ms_median", "prefill_ms_median") and values:
