@@ -91,18 +91,25 @@ def measure_layout(
     return {
         "prefill_ms": prefill_ms,
         "decode_ms": decode_ms,
-        "memory": {
-            "method": probe.method,
-            "baseline_bytes": baseline,
-            "weights_bytes": weights,
-            "cache_bytes": cache_bytes,
-            "prefill_activation_bytes": prefill_act if probe.resettable else None,
-            "decode_activation_bytes": decode_act if probe.resettable else None,
-            "peak_bytes": max(peaks) - baseline,
-            "process_peak_bytes": max(peaks),
-            "reserved_peak_bytes": probe.peak_reserved_bytes(),
-        },
+        "memory": _memory(probe, baseline, weights, cache_bytes, prefill_act, decode_act, peaks),
         "environment": environment,
+    }
+
+
+def _memory(probe: MemoryProbe, baseline: int, weights: int, cache: int, prefill_act: int, decode_act: int,
+            peaks: list[int]) -> dict[str, Any]:
+    """The memory figures of one measuring process (the fields of :class:`~lfm2_nas.profiler.memory.MemoryReport`
+    it measures; phase activations only where the peak can be reset per phase)."""
+    return {
+        "method": probe.method,
+        "baseline_bytes": baseline,
+        "weights_bytes": weights,
+        "cache_bytes": cache,
+        "prefill_activation_bytes": prefill_act if probe.resettable else None,
+        "decode_activation_bytes": decode_act if probe.resettable else None,
+        "peak_bytes": max(peaks) - baseline,
+        "process_peak_bytes": max(peaks),
+        "reserved_peak_bytes": probe.peak_reserved_bytes(),
     }
 
 
@@ -193,17 +200,7 @@ def measure_artifact(spec: dict[str, Any], settings: dict[str, Any], artifact: d
     return {
         "prefill_ms": prefill_ms,
         "decode_ms": decode_ms,
-        "memory": {
-            "method": probe.method,
-            "baseline_bytes": baseline,
-            "weights_bytes": max(loaded - cache_bytes, 0),
-            "cache_bytes": cache_bytes,
-            "prefill_activation_bytes": prefill_act if probe.resettable else None,
-            "decode_activation_bytes": decode_act if probe.resettable else None,
-            "peak_bytes": max(peaks) - baseline,
-            "process_peak_bytes": max(peaks),
-            "reserved_peak_bytes": None,
-        },
+        "memory": _memory(probe, baseline, max(loaded - cache_bytes, 0), cache_bytes, prefill_act, decode_act, peaks),
         "environment": {
             "other_cpu_cores": other,
             "decode_path": f"{wl.backend} {wl.quant}",
