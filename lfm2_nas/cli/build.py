@@ -58,13 +58,11 @@ def build(
 def _export(layout: ModelSpec, text: str, backend: str, quant: str | None, max_len: int, out: Path, seed: int) -> None:
     """Write ``layout`` as ``backend``'s artifact at ``out`` (in a spawned process) and say what it cost."""
     from lfm2_nas.profiler.artifacts import ArtifactFailed, export_artifact
-    from lfm2_nas.profiler.settings import Settings, SettingsError
-    from lfm2_nas.runtimes import installed_version
+    from lfm2_nas.runtimes import QUANTS, installed_version
 
-    try:
-        settings = Settings(backend=backend, quant=quant, prompt_len=max_len, context_depth=0).resolved()
-    except SettingsError as err:
-        raise ValueError(str(err)) from None
+    scheme = quant or QUANTS[backend][0]
+    if scheme not in QUANTS[backend]:
+        raise ValueError(f"--quant: the {backend} backend has no scheme {scheme!r}; choose one of {', '.join(QUANTS[backend])}")
     installed_version(backend)
     if out.is_dir():
         raise ValueError(f"--out {out} is a folder; give the file to write")
@@ -72,10 +70,10 @@ def _export(layout: ModelSpec, text: str, backend: str, quant: str | None, max_l
     has_weights = folder.is_dir() and any(p.suffix in (".safetensors", ".bin") for p in folder.iterdir())
     checkpoint = folder if has_weights else None
     try:
-        artifact = export_artifact(backend, layout, settings.quant, max_len, out, seed=seed, checkpoint=checkpoint)
+        artifact = export_artifact(backend, layout, scheme, max_len, out, seed=seed, checkpoint=checkpoint)
     except ArtifactFailed as err:
         raise ValueError(f"export failed: {err}") from None
     peak = artifact.export_peak_rss_bytes
-    typer.echo(f"wrote {out} ({format_bytes(artifact.size_bytes)}, {backend} {settings.quant}, cache {max_len} positions; "
+    typer.echo(f"wrote {out} ({format_bytes(artifact.size_bytes)}, {backend} {scheme}, cache {max_len} positions; "
                f"export {artifact.export_s:.1f} s, peak {format_bytes(peak) if peak else 'unknown'}; "
                f"weights {'from ' + str(checkpoint) if checkpoint else f'random, seed {seed}'})")
