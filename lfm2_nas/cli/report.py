@@ -1,4 +1,4 @@
-"""``lfm2-nas report sweep|study|layout``: plots (PNG + SVG) and a markdown report with the table behind each plot."""
+"""``lfm2-nas report sweep|study|compare|layout``: plots (PNG + SVG) and a markdown report with the table behind each plot."""
 
 from __future__ import annotations
 
@@ -81,3 +81,21 @@ def study(
     from lfm2_nas.report.study import load_study
 
     _done(study_report(load_study(storage, name), out))
+
+
+@app.command("compare")
+def compare(
+    first: Annotated[str, typer.Argument(help="study A: journal file, database URL or search file (.toml)")],
+    second: Annotated[str, typer.Argument(help="study B, the same search space measured another way")],
+    out: OutOption,
+) -> None:
+    """Two studies of one space (other runtime, quant scheme or machine): do the same layouts win?"""
+    import json
+
+    from lfm2_nas.report.build import compare_report
+    from lfm2_nas.report.compare import compare_studies, summary
+    from lfm2_nas.report.study import load_study
+
+    comparison = compare_studies(load_study(first), load_study(second))
+    _done(compare_report(comparison, out))
+    typer.echo(json.dumps(summary(comparison)))

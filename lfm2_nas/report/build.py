@@ -34,7 +34,8 @@ from lfm2_nas.report.series import (
     speedup_series,
     with_panels,
 )
-from lfm2_nas.report.study import REFERENCE, StudyData, axis_label, front_layouts, hypervolume_history, pareto_points
+from lfm2_nas.report.compare import Comparison, verdict
+from lfm2_nas.report.study import LABELS, REFERENCE, StudyData, axis_label, front_layouts, hypervolume_history, pareto_points
 from lfm2_nas.spec import ModelSpec
 
 FIGURE_FORMATS = ("png", "svg")
@@ -320,6 +321,38 @@ def _study_report(data: StudyData, out: Path, latency: Sequence[str]) -> Written
     if layouts:
         report.doc.section("Layouts", "The seeded layouts and the Pareto-front trials with the best quality.")
         report.figure(_strips(layouts, "float32"), "layouts", "front layouts")
+    return report.finish()
+
+
+COMPARE_FORMATS = {"params": md.count} | {f"{c}_{s}": f for s in ("a", "b") for c, f in (
+    ("decode_ms", md.ms), ("prefill_ms", md.ms), ("peak_bytes", md.nbytes), ("quality", md.number),
+    ("decode_ms_vs_ref", md.ratio), ("prefill_ms_vs_ref", md.ratio), ("peak_bytes_vs_ref", md.ratio))}
+
+
+def compare_report(comparison: Comparison, out: Path) -> Written:
+    """Study A against study B on the layouts both measured: latency relative to the reference in
+    each (scatter against the diagonal), the non-dominated common layouts under each, the table."""
+    return _publish(out, lambda stage: _compare_report(comparison, stage))
+
+
+def _compare_report(comparison: Comparison, out: Path) -> Written:
+    name_a, name_b = comparison.names
+    rows = comparison.rows
+    report = _Builder(out, f"Study {name_a} (A) vs {name_b} (B)", f"A: {comparison.provenance[0]} | B: {comparison.provenance[1]} | reference {comparison.reference} | report {today()}")
+    report.doc.section("Do the same layouts win?", verdict(comparison))
+    columns = [c for c in ("decode_ms", "prefill_ms") if f"{c}_vs_ref_a" in rows and f"{c}_vs_ref_b" in rows]
+    fig, axes = _grid(len(columns), width=5.2, height=4.6, suptitle="relative to the reference layout, A vs B")
+    for ax, column in zip(axes[0], columns):
+        plots.plot_agreement(rows, column, LABELS[column], comparison.names, ax=ax)
+    report.figure(fig, "agreement", "A vs B relative latencies")
+    shown = ["layout", "seed", "params"] + [f"{c}_{s}" for c in ("quality", "decode_ms", "decode_ms_vs_ref", "prefill_ms",
+                                                                 "prefill_ms_vs_ref") for s in ("a", "b")]
+    shown += ["front_common_a", "front_common_b"]
+    report.table(rows[shown].sort_values("decode_ms_vs_ref_b"), "common", COMPARE_FORMATS,
+                 caption="Layouts measured in both (A, B suffixes), fastest in B first:")
+    for name, only in zip(comparison.names, comparison.own_front_only):
+        report.doc.table(only[["trial", "pattern", "kv_heads", "ffn_dim", "quality", "decode_ms", "prefill_ms"]],
+                         STUDY_FORMATS, caption=f"{name}'s own front trials that the other study did not measure:")
     return report.finish()
 
 

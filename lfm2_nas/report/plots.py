@@ -248,6 +248,31 @@ def plot_pareto(points: pd.DataFrame, x_label: str, y_label: str, ax: Any = None
     return ax
 
 
+def plot_agreement(rows: pd.DataFrame, column: str, label: str, names: tuple[str, str], ax: Any = None,
+                   title: str = "") -> Any:
+    """Each common layout's ``<column>_vs_ref`` (axis ``label``) in study A (x) against study B (y), the diagonal
+    where the two agree, each study's non-dominated common layouts ringed (A black, B red), the
+    reference layout at (1, 1) starred."""
+    ax = _axis(ax)
+    x, y = rows[f"{column}_vs_ref_a"].astype(float), rows[f"{column}_vs_ref_b"].astype(float)
+    ax.scatter(x, y, s=25, color="tab:blue", zorder=2, label="layout measured in both")
+    for flag, colour, size in (("front_common_a", "black", 90), ("front_common_b", "tab:red", 150)):
+        chosen = rows[flag]
+        study = names[0] if flag.endswith("_a") else names[1]
+        ax.scatter(x[chosen], y[chosen], facecolors="none", edgecolors=colour, s=size, linewidths=1.2, zorder=3,
+                   label=f"non-dominated by {study}'s figures")
+    ax.scatter([1.0], [1.0], marker="*", s=200, color="tab:red", edgecolors="black", zorder=4, label="reference (LFM2)")
+    low, high = float(min(x.min(), y.min(), 1.0)), float(max(x.max(), y.max(), 1.0))
+    pad = 0.05 * (high - low or 1.0)
+    ax.plot([low - pad, high + pad], [low - pad, high + pad], color="0.5", linewidth=0.8, linestyle="--")
+    ax.set_xlabel(f"{label} / reference, {names[0]}")
+    ax.set_ylabel(f"{label} / reference, {names[1]}")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return ax
+
+
 def plot_hypervolume(history: pd.DataFrame, ax: Any = None, title: str = "") -> Any:
     """Hypervolume of the feasible measured trials so far, by trial number (a step per improvement)."""
     ax = _axis(ax)
