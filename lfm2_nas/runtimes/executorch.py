@@ -60,7 +60,7 @@ GROUP_SIZES = (128, 64, 32)
 _METHOD = "forward"
 #: torchao's choice of the int4 weight scales: ``affine`` (symmetric, each group's absmax / 7.5,
 #: ``choose_qparams_affine`` in torchao/quantization/quant_primitives.py), not the example's
-#: ``hqq_scale_only``, whose iterative fit made most of the LFM2-350M quantization time.
+#: ``hqq_scale_only``, whose iterative fit took 34.6 s of LFM2-350M's quantization (absmax: 2-3 s).
 WEIGHT_QPARAMS = "affine"
 
 
