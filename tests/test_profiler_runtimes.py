@@ -8,7 +8,7 @@ from runtime_support import require
 
 from lfm2_nas import get_spec
 from lfm2_nas.profiler import Settings, profile_layout
-from lfm2_nas.profiler.artifacts import ensure_artifact
+from lfm2_nas.profiler.artifacts import artifact_path, ensure_artifact
 from lfm2_nas.profiler.sweep import load_sweep, run_sweep
 from lfm2_nas.runtimes import get_runtime
 from lfm2_nas.runtimes.base import ExportError, RuntimeUnavailable
@@ -88,3 +88,13 @@ def test_the_cli_says_in_one_line_what_a_backend_lacks(monkeypatch, capsys, hard
     assert done.stderr.startswith("error: the llamacpp backend is not installed: CMAKE_ARGS=")
     with pytest.raises(RuntimeUnavailable):
         runtimes.installed_version("llamacpp")
+
+
+def test_an_export_revision_changes_the_artifact_key(tmp_path, monkeypatch):
+    import lfm2_nas.runtimes as runtimes
+
+    spec = get_spec("lfm2-tiny")
+    before = artifact_path("llamacpp", spec, "q8_0", 32, tmp_path)
+    monkeypatch.setitem(runtimes.EXPORT_REVISIONS, "llamacpp", 7)
+    assert runtimes.installed_version("llamacpp").endswith("+export7")
+    assert artifact_path("llamacpp", spec, "q8_0", 32, tmp_path) != before

@@ -40,21 +40,28 @@ INSTALL = {
 }
 #: The package whose installed version identifies each deployment runtime (part of a result's key).
 _PACKAGES = {"executorch": "executorch", "llamacpp": "llama-cpp-python"}
+#: This project's revision of a runtime's export, appended to the package version where the program
+#: it writes changed without the package changing, so cached artifacts and results of an earlier
+#: revision are not reused. executorch 2: 8da4w weight scales by absmax instead of HQQ.
+EXPORT_REVISIONS = {"executorch": 2}
 #: The module of each deployment runtime (``torch`` has none: it is the profiler's own path).
 _MODULES = {"executorch": "lfm2_nas.runtimes.executorch", "llamacpp": "lfm2_nas.runtimes.llamacpp"}
 
 
 def installed_version(backend: str) -> str:
     """Version of the package behind a deployment ``backend``, read from its metadata without importing
-    it; :class:`~lfm2_nas.runtimes.base.RuntimeUnavailable` naming the install command when missing."""
+    it, with ``+export<N>`` where :data:`EXPORT_REVISIONS` has one;
+    :class:`~lfm2_nas.runtimes.base.RuntimeUnavailable` naming the install command when missing."""
     from importlib.metadata import PackageNotFoundError, version
 
     from lfm2_nas.runtimes.base import RuntimeUnavailable
 
     try:
-        return version(_PACKAGES[backend])
+        installed = version(_PACKAGES[backend])
     except PackageNotFoundError:
         raise RuntimeUnavailable(f"the {backend} backend is not installed: {INSTALL[backend]}") from None
+    revision = EXPORT_REVISIONS.get(backend)
+    return installed if revision is None else f"{installed}+export{revision}"
 
 
 def get_runtime(backend: str) -> Runtime:

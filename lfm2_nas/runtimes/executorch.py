@@ -23,11 +23,14 @@ runner calls, and the program carries the runner's metadata methods (``get_max_s
 
 ``8da4w`` is the example's XNNPACK scheme (``examples/models/llama/source_transformation/
 quantize.py``, ``qmode="8da4w"``): torchao ``Int8DynamicActivationIntxWeightConfig``, int4 weights
-in groups of 128 along the input dimension, HQQ scale-only parameters, on every linear whose input
-width the group divides (the LM head included; the embedding stays fp32, as the example's XNNPACK
-config leaves it). So that narrow layouts are quantized too, a linear whose width 128 does not
-divide uses the largest of 64 / 32 that does, and stays fp32 when none does;
-``Artifact.details`` counts both.
+in groups of 128 along the input dimension, on every linear whose input width the group divides
+(the LM head included; the embedding stays fp32, as the example's XNNPACK config leaves it). So
+that narrow layouts are quantized too, a linear whose width 128 does not divide uses the largest of
+64 / 32 that does, and stays fp32 when none does; ``Artifact.details`` counts both. One difference:
+the weight scales are each group's absmax (torchao's ``affine`` choice, :data:`WEIGHT_QPARAMS`),
+where the example fits them with HQQ (``hqq_scale_only``), an iterative search that made most of
+the quantization time; the 8da4w-vs-fp32 thresholds of ``tests/test_runtime_executorch.py`` hold
+with either.
 
 Running a ``.pte`` needs ExecuTorch's LLM custom ops registered in the process: :meth:`load`
 imports ``executorch.extension.llm.custom_ops.custom_ops`` first.
@@ -47,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from lfm2_nas.runtimes import INSTALL, QUANTS
+from lfm2_nas.runtimes import INSTALL, QUANTS, installed_version
 from lfm2_nas.runtimes.base import Artifact, ExportError, LoadError, RuntimeUnavailable
 from lfm2_nas.spec import ModelSpec
 
@@ -55,6 +58,10 @@ from lfm2_nas.spec import ModelSpec
 #: fallbacks for linears whose input width it does not divide.
 GROUP_SIZES = (128, 64, 32)
 _METHOD = "forward"
+#: torchao's choice of the int4 weight scales: ``affine`` (symmetric, each group's absmax / 7.5,
+#: ``choose_qparams_affine`` in torchao/quantization/quant_primitives.py), not the example's
+#: ``hqq_scale_only``, whose iterative fit took 34.6 s of LFM2-350M's quantization (absmax: 2-3 s).
+WEIGHT_QPARAMS = "affine"
 
 
 def _import_executorch() -> Any:
@@ -220,7 +227,7 @@ def _quantize_8da4w(program: Any) -> dict[str, Any]:
         if not chosen:
             continue
         config = Int8DynamicActivationIntxWeightConfig(
-            weight_dtype=torch.int4, weight_granularity=PerGroup(group), intx_choose_qparams_algorithm="hqq_scale_only"
+            weight_dtype=torch.int4, weight_granularity=PerGroup(group), intx_choose_qparams_algorithm=WEIGHT_QPARAMS
         )
         quantize_(program, config, filter_fn=lambda m, fqn, chosen=chosen: fqn in chosen)
         groups[str(group)] = len(chosen)
@@ -228,7 +235,7 @@ def _quantize_8da4w(program: Any) -> dict[str, Any]:
         "group_size": GROUP_SIZES[0],
         "linears_by_group_size": groups,
         "linears_fp32": sum(_group_size(m.in_features) is None for _, m in linears),
-        "weight_qparams": "hqq_scale_only",
+        "weight_qparams": WEIGHT_QPARAMS,
         "embedding": "fp32",
     }
 
@@ -332,12 +339,6 @@ def export_in_child(spec: dict[str, Any], quant: str, max_len: int, out_path: st
         raise ExportError(f"checkpoint {checkpoint} holds another layout ({model.spec.pattern}, hidden {model.spec.hidden_size})")
     details = write_program(model, quant, max_len, out_path)
     return {"export_s": time.perf_counter() - start, "peak_rss_bytes": read_status_bytes("VmHWM"), "details": details}
-
-
-def _version(executorch: Any) -> str:
-    from importlib.metadata import version
-
-    return getattr(executorch, "__version__", None) or version("executorch")
 
 
 def _check_complete(path: Path) -> None:
@@ -448,8 +449,10 @@ class ExecuTorchRuntime:
             raise ExportError(f"executorch max_len must be in [2, {spec.max_position_embeddings}], got {max_len}")
 
     def version(self) -> str:
-        """The installed ``executorch`` version; :class:`RuntimeUnavailable` when it is missing."""
-        return _version(_import_executorch())
+        """The installed ``executorch`` version with this project's export revision
+        (:func:`lfm2_nas.runtimes.installed_version`); :class:`RuntimeUnavailable` when it is missing."""
+        _import_executorch()
+        return installed_version(self.name)
 
     def export(self, spec: ModelSpec, quant: str, max_len: int, path: Path, seed: int = 0,
                checkpoint: Path | None = None) -> Artifact:
