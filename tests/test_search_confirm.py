@@ -238,3 +238,14 @@ def test_confirm_refuses_bad_input_in_one_line(tiny_study, monkeypatch, capsys):
         assert result.returncode == 2 and "Traceback" not in result.stderr
         if message:
             assert result.stderr.strip().splitlines() == [result.stderr.strip()] and result.stderr.startswith(message)
+
+
+def test_confirm_refuses_a_study_whose_lfm2_seed_has_not_run(tmp_path, monkeypatch, capsys):
+    config = tiny_config(**{'name = "tiny"': 'name = "fresh"'})
+    open_study(config, open_storage(tmp_path / "experiments" / "fresh" / "journal.log"))  # seeds queued, none run
+    monkeypatch.chdir(tmp_path)
+    result = run_cli(monkeypatch, capsys, "search", "confirm", "--study", "fresh")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: the study's lfm2-tiny seed has no layout yet to compare with: "
+                                     "run 'lfm2-nas search run' first")
+    assert not (tmp_path / "experiments" / "fresh" / "confirm").exists()

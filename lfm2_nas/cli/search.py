@@ -249,10 +249,9 @@ def _front_cells(r: dict[str, Any]) -> dict[str, Any]:
 
 def _show_confirmation(c: dict[str, Any]) -> None:
     """The stored ``search confirm`` result: settings, one row per layout, the statements."""
-    seeds = ", ".join(map(str, c["seeds"]))
-    processes = f"{c['processes']} process{'es' if c['processes'] != 1 else ''}"
-    typer.echo(f"\nconfirmed front ({c['rounds']} rounds x {processes}, quality seeds {seeds}, "
-               f"{c['confidence']:.0%} intervals): trials {', '.join(map(str, c['confirmed_front'])) or 'none'} "
+    from lfm2_nas.report.confirmed import describe
+
+    typer.echo(f"\nconfirmed front ({describe(c)}): trials {', '.join(map(str, c['confirmed_front'])) or 'none'} "
                f"(raw front then: {', '.join(map(str, c['raw_front']))})")
     emit([_confirm_cells(e) for e in c["layouts"]], Format.table)
     for line in c["statements"]:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from lfm2_nas.report import markdown as md
 from lfm2_nas.report import plots
+from lfm2_nas.report.confirmed import describe
 from lfm2_nas.report.layout import layout_caption, layout_strip
 from lfm2_nas.report.results import check_layouts, layout_spec, provenance
 from lfm2_nas.report.series import (
@@ -336,10 +337,8 @@ def _study_report(data: StudyData, out: Path, latency: Sequence[str]) -> Written
 
 def _confirmation_section(report: _Builder, c: dict[str, Any]) -> None:
     """What ``search confirm`` found: the statements, then each layout's means, intervals and verdict."""
-    report.doc.section("Confirmation", f"The seeds and the front measured again ({c['rounds']} rounds x "
-                       f"{c['processes']} processes, latency order reversed every other round; quality seeds "
-                       f"{', '.join(map(str, c['seeds']))}; {c['confidence']:.0%} intervals; orange error bars in "
-                       f"the Pareto plot). Confirmed front: trials {', '.join(map(str, c['confirmed_front'])) or 'none'} "
+    report.doc.section("Confirmation", f"The seeds and the front measured again by `search confirm` ({describe(c)}; "
+                       f"latency order reversed every other round; orange error bars in the Pareto plot). Confirmed front: trials {', '.join(map(str, c['confirmed_front'])) or 'none'} "
                        f"(raw front then: {', '.join(map(str, c['raw_front']))}). " + " ".join(
                            s[0].upper() + s[1:] + "." for s in c["statements"]))
     rows = [{"trial": e["trial"], "role": e["role"], "pattern": e["pattern"],

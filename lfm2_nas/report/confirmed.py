@@ -32,8 +32,8 @@ from lfm2_nas.spec import ModelSpec
 if TYPE_CHECKING:
     import optuna
 
-    from lfm2_nas.search.confirm import Candidate
     from lfm2_nas.search.config import SearchConfig
+    from lfm2_nas.search.confirm import Candidate
 
 #: The study user attribute holding the latest confirmation summary.
 CONFIRM_ATTR = "confirmation"
@@ -46,7 +46,7 @@ _METRIC_UNITS = {"val_bits_per_byte": "bits per byte"}
 
 def confirm_candidates(config: SearchConfig, study: optuna.Study, trials: Sequence[int] = ()) -> list[Candidate]:
     """The study's seeds (LFM2 first), its Pareto front and the ``trials`` named, one per layout;
-    raises ``LookupError`` for a named trial with no layout."""
+    raises ``LookupError`` for a named trial with no layout, or while the LFM2 seed has none."""
     from lfm2_nas.report.trials import summarize_study
     from lfm2_nas.search.confirm import Candidate
     from lfm2_nas.search.space import SearchSpace
@@ -68,6 +68,8 @@ def confirm_candidates(config: SearchConfig, study: optuna.Study, trials: Sequen
             continue
         spec = ModelSpec.from_dict(attrs["spec"])
         out.setdefault(spec.spec_hash(), Candidate(number, role, spec))
+    if not out or next(iter(out.values())).role != reference:
+        raise LookupError(f"the study's {reference} seed has no layout yet to compare with: run 'lfm2-nas search run' first")
     return list(out.values())
 
 
@@ -145,7 +147,7 @@ def summarize_confirmation(records: Sequence[dict[str, Any]], candidates: Sequen
     statements = [_statement(e, label, objectives, metric) for e in layouts if e["beats_reference"]]
     if not statements:
         statements = [f"nothing here beats {label} beyond the noise"]
-    trades = [e["trial"] for e in layouts if e["confirmed"] and e["trial"] != reference and not e["beats_reference"]]
+    trades = [e["trial"] for e in layouts if e["confirmed"] and {-1, 1} <= set(signs(e["trial"], reference))]
     if trades:
         statements.append(f"trial(s) {', '.join(map(str, trades))} trade one objective for another against {label} "
                           "beyond the noise (on the confirmed front, better on some objectives, worse on others)")
@@ -164,6 +166,14 @@ def summarize_confirmation(records: Sequence[dict[str, Any]], candidates: Sequen
         "pairs": pairs,
         "statements": statements,
     })
+
+
+def describe(confirmation: dict[str, Any]) -> str:
+    """How a stored confirmation measured: ``6 rounds x 2 processes, quality seeds 1, 2, 3, 95% intervals``."""
+    c = confirmation
+    processes = f"{c['processes']} process{'es' if c['processes'] != 1 else ''}"
+    return (f"{c['rounds']} rounds x {processes}, quality seeds {', '.join(map(str, c['seeds']))}, "
+            f"{c['confidence']:.0%} intervals")
 
 
 def _rounds(records: Sequence[dict[str, Any]], c: Candidate) -> dict[str, dict[int, float]]:
@@ -233,7 +243,7 @@ def _statement(entry: dict[str, Any], reference: str, objectives: list[tuple[str
     if q is None:
         return head
     if not q["beyond_noise"]:
-        within = max(abs(q["low"]), abs(q["high"]))
+        within = math.inf if q["low"] is None else max(abs(q["low"]), abs(q["high"]))  # None: one seed only
         return f"{head}, at equal quality within {within:.3g} {unit}"
     return f"{head}, with quality {abs(q['estimate']):.3g} ± {(q['high'] - q['low']) / 2:.2g} {unit} better"
 
