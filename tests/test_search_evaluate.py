@@ -1,5 +1,5 @@
 """The real pipeline: ``lfm2-nas search run`` with the real profiler (tiny layouts, short timing
-loops) and the analytic quality tier, end to end, resumed, then extended."""
+loops) and the analytic quality tier, end to end, resumed, then extended; and confirmed."""
 
 import json
 
@@ -168,3 +168,36 @@ def test_a_measurement_on_a_busy_machine_is_retried_then_failed_with_the_reason(
 
     monkeypatch.setattr(result_module, "BUSY_OTHER_CORES", float("inf"))
     assert Measurer(parse_config(SEARCH), tmp_path / "study").latency(get_spec("lfm2-tiny-all-attn")).ok
+
+
+def test_remeasure_never_answers_from_a_cache_and_leaves_the_search_cache_alone(tmp_path, hardware, quiet_machine):
+    from lfm2_nas.registry import get_spec
+    from lfm2_nas.search.config import parse_config
+    from lfm2_nas.search.evaluate import Measurer
+
+    measurer = Measurer(parse_config(SEARCH), tmp_path / "study")
+    spec = get_spec("lfm2-tiny")
+    first = measurer.latency(spec)  # the figure a trial was given, now in the profiler's cache
+    store = tmp_path / "study" / "confirm" / "profiles.jsonl"
+    again = [measurer.remeasure(spec, processes=n, store=store) for n in (2, 1)]
+    assert [r.ok for r in again] == [True, True] and [r.row["processes"] for r in again] == [2, 1]
+    assert len(store.read_text().splitlines()) == 2  # measured twice, never served from a store
+    assert measurer.latency(spec) == first  # the search's cache still answers with its own figure
+    assert measurer.quality(spec, seed=5, budget=2.0).ok
+    keys = [json.loads(line)["key"] for line in (tmp_path / "study" / "cache" / "quality.jsonl").read_text().splitlines()]
+    assert any(key.split("-")[2:4] == ["b2", "s5"] for key in keys)  # another seed and budget: their own cache entry
+
+
+def test_search_confirm_measures_a_real_study_again(tmp_path, hardware, quiet_machine, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "real.toml").write_text(SEARCH.replace("trials = 3", "trials = 2"))  # the two seeds
+    assert _cli(monkeypatch, capsys, "search", "run", "real.toml")[0] == 0
+    code, out, err = _cli(monkeypatch, capsys, "search", "confirm", "real.toml", "--rounds", "2", "--processes", "1")
+    assert code == 0, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["reference"] == 0 and summary["rounds"] == 2 and summary["seeds"] == [1, 2, 3]
+    folder = tmp_path / "experiments" / "real" / "confirm"
+    profiles = (folder / "profiles.jsonl").read_text().splitlines()
+    assert len(profiles) == 4  # 2 layouts x 2 rounds, all measured afresh (the search's figures were cached)
+    layouts = pd.read_csv(folder / "layouts.csv")
+    assert list(layouts["rounds"]) == [2, 2] and (layouts["decode_ms_estimate"] > 0).all()

@@ -1,4 +1,4 @@
-"""``lfm2-nas search run|worker|status|export``: Optuna layout search against measured latency."""
+"""``lfm2-nas search run|worker|status|export|confirm``: Optuna layout search against measured latency."""
 
 from __future__ import annotations
 
@@ -222,6 +222,8 @@ def status(
         emit([_front_cells(r) for r in front], Format.table)
     for seed in seeds:
         typer.echo(f"{seed['seed']} (trial {seed['trial']}): {seed['placement']}")
+    if summary["confirmation"]:
+        _show_confirmation(summary["confirmation"])
     if state["failures"]:
         typer.echo("\nfailures:")
         for failure in state["failures"]:
@@ -242,6 +244,35 @@ def _front_cells(r: dict[str, Any]) -> dict[str, Any]:
         "prefill_ms": f"{r['prefill_ms']:.0f}" if r["prefill_ms"] is not None else "",
         "peak": format_bytes(r["peak_bytes"]) if r["peak_bytes"] else "",
         "hardware": r["hardware"],
+    }
+
+
+def _show_confirmation(c: dict[str, Any]) -> None:
+    """The stored ``search confirm`` result: settings, one row per layout, the statements."""
+    from lfm2_nas.report.confirmed import describe
+
+    typer.echo(f"\nconfirmed front ({describe(c)}): trials {', '.join(map(str, c['confirmed_front'])) or 'none'} "
+               f"(raw front then: {', '.join(map(str, c['raw_front']))})")
+    emit([_confirm_cells(e) for e in c["layouts"]], Format.table)
+    for line in c["statements"]:
+        typer.echo(line)
+
+
+def _interval(value: dict[str, Any] | None, digits: str) -> str:
+    if not value:
+        return ""
+    half = "?" if value["low"] is None else format((value["high"] - value["low"]) / 2, digits)
+    return f"{value['estimate']:{digits}} ± {half}"
+
+
+def _confirm_cells(e: dict[str, Any]) -> dict[str, Any]:
+    vs = e["vs_reference"]
+    relative = {name: f"{(vs[name]['estimate'] - 1) * 100:+.1f}%" if name in vs else "" for name in ("decode_ms", "prefill_ms")}
+    return {
+        "trial": e["trial"], "role": e["role"], "pattern": e["pattern"],
+        "quality": _interval(e["quality"], ".4g"), "decode_ms": _interval(e["decode_ms"], ".1f"),
+        "prefill_ms": _interval(e["prefill_ms"], ".0f"), "decode_vs_ref": relative["decode_ms"],
+        "prefill_vs_ref": relative["prefill_ms"], "confirmed": "yes" if e["confirmed"] else "no", "note": e["note"],
     }
 
 
@@ -274,3 +305,86 @@ def export(
         spec = ModelSpec.from_dict(trial.user_attrs["spec"])
         path = build_checkpoint(spec, folder / "export" / f"trial-{number:04d}", dtype=config.target.dtype)
         typer.echo(f"wrote {path} ({format_count(trial.user_attrs['param_count'])} parameters, pattern {spec.pattern})")
+
+
+@app.command("confirm")
+def confirm(
+    file: FileArgument = None,
+    storage: StorageOption = None,
+    study: StudyOption = None,
+    root: RootOption = None,
+    rounds: Annotated[int, typer.Option("--rounds", min=2, help="latency rounds (every layout once per round, order reversed every other round)")] = 6,
+    processes: Annotated[int, typer.Option("--processes", min=1, help="measuring processes per layout per round")] = 2,
+    quality_seeds: Annotated[int, typer.Option("--quality-seeds", min=3, help="independent quality seeds (other than the study's)")] = 3,
+    trial: Annotated[list[int] | None, typer.Option("--trial", help="also confirm this trial (repeatable)")] = None,
+    quality_budget: Annotated[float | None, typer.Option("--quality-budget", help="also train the proxy at this larger budget (reported, not decided on)")] = None,
+    confidence: Annotated[float, typer.Option("--confidence", min=0.5, max=0.999, help="confidence level of every interval")] = 0.95,
+) -> None:
+    """Measure the seeds, the Pareto front and named trials again and keep what holds beyond the noise.
+
+    Latency and memory in paired rounds, quality with new seeds; writes <study folder>/confirm/ and
+    stores the result in the study (shown by status, export and report study). Resumable: re-run the
+    same command to continue; more --rounds or --quality-seeds extend it. Prints a JSON summary last.
+    """
+    import json
+
+    from lfm2_nas.report.confirmed import CONFIRM_ATTR, confirm_candidates, summarize_confirmation
+    from lfm2_nas.report.export import write_confirmation
+    from lfm2_nas.report.trials import summarize_study
+    from lfm2_nas.search.confirm import FOLDER, Plan, confirm_seeds, run_confirmation
+    from lfm2_nas.search.storage import redact, study_dir, study_location
+
+    config, loaded = _locate(file, storage, study, root)
+    q = config.quality
+    if quality_budget is not None and quality_budget <= q.budget:
+        raise _fail([f"--quality-budget {quality_budget:g} must be larger than the study's budget {q.budget:g}"])
+    try:
+        candidates = confirm_candidates(config, loaded, trial or [])
+    except LookupError as err:
+        raise _fail([str(err)]) from None
+    plan = Plan(rounds, processes, confirm_seeds(q.seed, quality_seeds),
+                (q.budget,) + ((quality_budget,) if quality_budget is not None else ()))
+    folder = study_dir(config.study.name, root)
+    location = study_location(config.study.name, storage, config.study.storage, root=root)
+    _quiet_optuna()
+    evaluator = _confirm_measurer(config, folder, location)
+    typer.echo(f"confirming {len(candidates)} layouts of study {config.study.name} ({redact(location)}): trials "
+               f"{', '.join(str(c.trial) for c in candidates)}; {rounds} rounds x {processes} processes, quality "
+               f"seeds {', '.join(map(str, plan.seeds))} at budget(s) {', '.join(f'{b:g}' for b in plan.budgets)}",
+               err=True)
+    previous = _sigterm_as_interrupt()
+    try:
+        records = run_confirmation(candidates, plan, evaluator, folder / FOLDER, config.fingerprint(),
+                                   on_record=lambda r: typer.echo(_record_line(r), err=True))
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished measurements are kept; run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    raw_front = [r["trial"] for r in summarize_study(config, loaded)["pareto_front"]]
+    result = summarize_confirmation(records, candidates, config, raw_front, confidence)
+    write_confirmation(result, folder / FOLDER)
+    loaded.set_user_attr(CONFIRM_ATTR, result)
+    _write_outputs(config, loaded, folder)
+    for line in result["statements"]:
+        typer.echo(line)
+    typer.echo(json.dumps({key: result[key] for key in ("reference", "raw_front", "confirmed_front", "rounds",
+                                                        "processes", "seeds", "budgets", "confidence", "statements")}))
+
+
+def _confirm_measurer(config: Any, folder: Path, location: str) -> Any:
+    """The measurer of ``search confirm`` (the search's own; a seam for tests)."""
+    from lfm2_nas.search.evaluate import make_evaluator
+
+    return make_evaluator(config, folder, location)
+
+
+def _record_line(record: dict[str, Any]) -> str:
+    where = f"round {record['round']}" if record["kind"] == "latency" else f"seed {record['seed']} budget {record['budget']:g}"
+    head = f"trial {record['trial']:>3}  {record['kind']:<8} {where}"
+    if not record["ok"]:
+        return f"{head}  failed: {record['reason']}"
+    if record["kind"] == "latency":
+        return f"{head}  decode {record['decode_ms']:.1f} ms  prefill {record['prefill_ms']:.0f} ms"
+    return f"{head}  {record['score']:.4g}"
+

@@ -8,6 +8,8 @@ Modules, one concern each:
   hypervolume history);
 * :mod:`.trials`: a study's trials as rows, its Pareto front, where the seeded layouts land, progress;
 * :mod:`.front`: dominance, the non-dominated set and exact hypervolume (one definition);
+* :mod:`.confidence`: intervals over repeated measurements and dominance with confidence (pure statistics);
+* :mod:`.confirmed`: which layouts ``search confirm`` re-measures, and what its measurements say;
 * :mod:`.export`: a study's ``trials.csv``, ``pareto.csv``, ``summary.json`` and ``pareto.png``;
 * :mod:`.layout`: the data of a layout strip (per layer: operator, widths, parameters, cache);
 * :mod:`.plots`: drawing only (data + optional axis -> axis);

@@ -20,6 +20,7 @@ import pandas as pd
 
 from lfm2_nas.report import markdown as md
 from lfm2_nas.report import plots
+from lfm2_nas.report.confirmed import describe
 from lfm2_nas.report.layout import layout_caption, layout_strip
 from lfm2_nas.report.results import check_layouts, layout_spec, provenance
 from lfm2_nas.report.series import (
@@ -35,7 +36,16 @@ from lfm2_nas.report.series import (
     with_panels,
 )
 from lfm2_nas.report.compare import Comparison, verdict
-from lfm2_nas.report.study import LABELS, REFERENCE, StudyData, axis_label, front_layouts, hypervolume_history, pareto_points
+from lfm2_nas.report.study import (
+    LABELS,
+    REFERENCE,
+    StudyData,
+    axis_label,
+    confirmed_points,
+    front_layouts,
+    hypervolume_history,
+    pareto_points,
+)
 from lfm2_nas.spec import ModelSpec
 
 FIGURE_FORMATS = ("png", "svg")
@@ -295,7 +305,8 @@ def _study_report(data: StudyData, out: Path, latency: Sequence[str]) -> Written
     report = _Builder(out, f"Study {data.name}", f"{data.provenance} | report {today()}")
     fig, axes = _grid(len(panels), width=6.0, height=4.4, suptitle=f"Study {data.name}: quality vs latency")
     for ax, (x, points) in zip(axes[0], panels):
-        plots.plot_pareto(points, axis_label(data, x), axis_label(data, "quality"), ax=ax)
+        plots.plot_pareto(points, axis_label(data, x), axis_label(data, "quality"), ax=ax,
+                          confirmed=confirmed_points(data, x=x))
     objectives = ", ".join(f"{name} ({direction})" for name, direction in data.objectives)
     report.doc.section("Pareto front", f"Objectives: {objectives}. Colour: measured peak memory. Black rings: the "
                        "study's Pareto front over all its objectives; the step line: trials no other feasible trial "
@@ -305,6 +316,8 @@ def _study_report(data: StudyData, out: Path, latency: Sequence[str]) -> Written
     report.table(data.trials[data.trials["on_front"]][columns], "pareto", STUDY_FORMATS, caption="Pareto-front trials:")
     seeds = pd.DataFrame(list(data.seeds), columns=["seed", "trial", "status", "pattern", "placement"])
     report.doc.table(seeds, caption="Where the seeded layouts land:")
+    if data.confirmation:
+        _confirmation_section(report, data.confirmation)
     report.written.tables.append(save_table(data.trials, out, "trials"))
 
     history, bounds = hypervolume_history(data)
@@ -354,6 +367,19 @@ def _compare_report(comparison: Comparison, out: Path) -> Written:
         report.doc.table(only[["trial", "pattern", "kv_heads", "ffn_dim", "quality", "decode_ms", "prefill_ms"]],
                          STUDY_FORMATS, caption=f"{name}'s own front trials that the other study did not measure:")
     return report.finish()
+
+
+def _confirmation_section(report: _Builder, c: dict[str, Any]) -> None:
+    """What ``search confirm`` found: the statements, then each layout's means, intervals and verdict."""
+    report.doc.section("Confirmation", f"The seeds and the front measured again by `search confirm` ({describe(c)}; "
+                       f"latency order reversed every other round; orange error bars in the Pareto plot). Confirmed front: trials {', '.join(map(str, c['confirmed_front'])) or 'none'} "
+                       f"(raw front then: {', '.join(map(str, c['raw_front']))}). " + " ".join(
+                           s[0].upper() + s[1:] + "." for s in c["statements"]))
+    rows = [{"trial": e["trial"], "role": e["role"], "pattern": e["pattern"],
+             **{f"{name}_{part}": (e[name] or {}).get(part) for name in ("quality", "decode_ms", "prefill_ms")
+                for part in ("estimate", "low", "high")},
+             "confirmed": e["confirmed"], "note": e["note"]} for e in c["layouts"]]
+    report.doc.table(pd.DataFrame(rows), caption="Re-measured layouts (mean, interval low and high):")
 
 
 def layout_report(specs: Sequence[tuple[str, ModelSpec]], out: Path, dtype: str = "float32") -> Written:

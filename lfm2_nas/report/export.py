@@ -1,5 +1,6 @@
 """Export a study's results into its folder: ``trials.csv``, ``pareto.csv``, ``summary.json`` and
-``pareto.png`` (what ``search run`` leaves behind and ``search export`` rewrites).
+``pareto.png`` (what ``search run`` leaves behind and ``search export`` rewrites), and a
+confirmation's tables into ``confirm/`` (what ``search confirm`` writes).
 
 The rows and front are :mod:`.trials`'s; the plot is the first panel of ``report study``'s Pareto
 figure (:func:`lfm2_nas.report.plots.plot_pareto` over :func:`lfm2_nas.report.study.pareto_points`).
@@ -17,7 +18,7 @@ import optuna
 import pandas as pd
 
 from lfm2_nas.io import atomic_write, atomic_write_text
-from lfm2_nas.report.study import axis_label, pareto_points, read_study
+from lfm2_nas.report.study import axis_label, confirmed_points, pareto_points, read_study
 from lfm2_nas.report.trials import COLUMNS, summarize_study
 from lfm2_nas.search.config import SearchConfig
 
@@ -33,14 +34,16 @@ def write_summary(summary: dict[str, Any], path: Path) -> Path:
     return atomic_write_text(path, text)
 
 
-def write_plot(points: pd.DataFrame, x_label: str, y_label: str, path: Path) -> Path:
-    """:func:`~lfm2_nas.report.study.pareto_points` drawn by :func:`~lfm2_nas.report.plots.plot_pareto`, as a PNG."""
+def write_plot(points: pd.DataFrame, x_label: str, y_label: str, path: Path,
+               confirmed: pd.DataFrame | None = None) -> Path:
+    """:func:`~lfm2_nas.report.study.pareto_points` (and :func:`~lfm2_nas.report.study.confirmed_points`)
+    drawn by :func:`~lfm2_nas.report.plots.plot_pareto`, as a PNG."""
     from matplotlib.figure import Figure
 
     from lfm2_nas.report.plots import plot_pareto
 
     fig = Figure(figsize=(7, 4.5), layout="constrained")
-    plot_pareto(points, x_label, y_label, ax=fig.subplots())
+    plot_pareto(points, x_label, y_label, ax=fig.subplots(), confirmed=confirmed)
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
 
 
@@ -55,5 +58,25 @@ def write_results(config: SearchConfig, study: optuna.Study, folder: Path) -> di
     write_table(front, folder / "pareto.csv")
     write_summary({**summary, "pareto_front": [r["trial"] for r in front]}, folder / "summary.json")
     if data is not None and not points.empty:
-        write_plot(points, axis_label(data, "decode_ms"), axis_label(data, "quality"), folder / "pareto.png")
+        write_plot(points, axis_label(data, "decode_ms"), axis_label(data, "quality"), folder / "pareto.png",
+                   confirmed_points(data, x="decode_ms", y="quality"))
     return summary
+
+
+def write_confirmation(result: dict[str, Any], folder: Path) -> None:
+    """A confirmation (:func:`lfm2_nas.report.confirmed.summarize_confirmation`) as ``summary.json``,
+    ``layouts.csv`` (one row per layout: intervals, and ratios / differences against the reference)
+    and ``pairs.csv`` (per pair of layouts, the sign of each objective's difference and the verdict)."""
+    write_summary(result, folder / "summary.json")
+    rows = []
+    for e in result["layouts"]:
+        row = {k: e[k] for k in ("trial", "role", "pattern", "rounds", "seeds", "confirmed", "beats_reference", "note")}
+        for name in ("quality", "decode_ms", "prefill_ms", "peak_bytes"):
+            for part in ("estimate", "low", "high"):
+                row[f"{name}_{part}"] = (e[name] or {}).get(part)
+            vs = e["vs_reference"].get(name) or {}
+            for part in ("estimate", "low", "high"):
+                row[f"{name}_vs_reference_{part}"] = vs.get(part)
+        rows.append(row)
+    for frame, name in ((pd.DataFrame(rows), "layouts.csv"), (pd.DataFrame(result["pairs"]), "pairs.csv")):
+        atomic_write(folder / name, lambda tmp, f=frame: f.to_csv(tmp, index=False))

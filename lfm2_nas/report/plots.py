@@ -212,11 +212,16 @@ def strip_legend(fig: Any) -> None:
     fig.legend(handles=handles, loc="outside upper center", ncol=3, fontsize=8, frameon=False)
 
 
-def plot_pareto(points: pd.DataFrame, x_label: str, y_label: str, ax: Any = None, title: str = "") -> Any:
+def plot_pareto(points: pd.DataFrame, x_label: str, y_label: str, ax: Any = None, title: str = "",
+                confirmed: pd.DataFrame | None = None) -> Any:
     """Measured trials at (latency, quality) coloured by peak memory; infeasible ones hollow; the
     study's Pareto-front trials ringed in black and the 2-D front of the plotted pair as a step line;
-    the seeded layouts (the LFM2 reference and its all-attention baseline) marked and named."""
+    the seeded layouts (the LFM2 reference and its all-attention baseline) marked and named. With
+    ``confirmed`` (:func:`lfm2_nas.report.study.confirmed_points`): each re-measured layout's means with
+    error bars (its intervals), filled when on the confirmed front, joined to its study point."""
     ax = _axis(ax)
+    if confirmed is not None and not confirmed.empty:
+        _confirmed_bars(ax, points, confirmed)
     feasible = points[points["feasible"]]
     unit, scale = _byte_unit(float(points["peak_bytes"].max()) if points["peak_bytes"].notna().any() else 0.0)
     memory = points["peak_bytes"].astype(float) / scale
@@ -271,6 +276,22 @@ def plot_agreement(rows: pd.DataFrame, column: str, label: str, names: tuple[str
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return ax
+
+
+def _confirmed_bars(ax: Any, points: pd.DataFrame, confirmed: pd.DataFrame) -> None:
+    study = points.drop_duplicates("trial").set_index("trial")
+    for kept, label in ((True, "re-measured, confirmed front"), (False, "re-measured, not confirmed")):
+        rows = confirmed[confirmed["confirmed"] == kept]
+        if rows.empty:
+            continue
+        xerr = [(rows["x"] - rows["x_low"]).fillna(0), (rows["x_high"] - rows["x"]).fillna(0)]
+        yerr = [(rows["y"] - rows["y_low"]).fillna(0), (rows["y_high"] - rows["y"]).fillna(0)]
+        ax.errorbar(rows["x"], rows["y"], xerr=xerr, yerr=yerr, fmt="o", color="tab:orange", capsize=3, zorder=5,
+                    markerfacecolor="tab:orange" if kept else "white", markersize=6, label=label)
+    for row in confirmed.itertuples():
+        if row.trial in study.index:
+            ax.plot([study.loc[row.trial, "x"], row.x], [study.loc[row.trial, "y"], row.y], color="tab:orange",
+                    linewidth=0.6, linestyle=":", zorder=1)
 
 
 def plot_hypervolume(history: pd.DataFrame, ax: Any = None, title: str = "") -> Any:

@@ -47,6 +47,7 @@ class StudyData:
     hardware: tuple[str, ...]
     dates: str
     specs: dict[int, ModelSpec] = field(default_factory=dict)
+    confirmation: dict[str, Any] | None = None  # the latest ``search confirm`` result (:mod:`.confirmed`)
 
     @property
     def quality_metric(self) -> str:
@@ -126,6 +127,7 @@ def read_study(study: optuna.Study, summary: dict[str, Any]) -> StudyData:
         hardware=tuple(dict.fromkeys(hardware)),
         dates=dates,
         specs={t.number: ModelSpec.from_dict(t.user_attrs["spec"]) for t in trials if "spec" in t.user_attrs},
+        confirmation=summary.get("confirmation"),
     )
 
 
@@ -184,6 +186,22 @@ def pareto_points(data: StudyData, x: str = "decode_ms", y: str = "quality") -> 
         for f, a, b in zip(points["feasible"], points["x"], points["y"])
     ]
     return points
+
+
+def confirmed_points(data: StudyData, x: str = "decode_ms", y: str = "quality") -> pd.DataFrame:
+    """The re-measured layouts of the study's confirmation (empty before one ran): columns trial, role,
+    x, x_low, x_high, y, y_low, y_high (means and interval bounds) and confirmed (on the confirmed front)."""
+    columns = ["trial", "role", "x", "x_low", "x_high", "y", "y_low", "y_high", "confirmed"]
+    rows = []
+    for e in (data.confirmation or {}).get("layouts", []):
+        if not e.get(x) or not e.get(y):
+            continue
+        rows.append([e["trial"], e["role"], e[x]["estimate"], e[x]["low"], e[x]["high"], e[y]["estimate"],
+                     e[y]["low"], e[y]["high"], e["confirmed"]])
+    frame = pd.DataFrame(rows, columns=columns)
+    for column in ("x_low", "x_high", "y_low", "y_high"):  # an unbounded interval (one value) has no bar
+        frame[column] = frame[column].astype(float)
+    return frame
 
 
 def hypervolume_history(data: StudyData) -> tuple[pd.DataFrame, dict[str, tuple[float, float]]]:

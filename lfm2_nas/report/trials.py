@@ -188,7 +188,10 @@ def hardware_profiles(trials: list[FrozenTrial]) -> dict[str, dict[str, Any]]:
 
 def summarize_study(config: SearchConfig, study: optuna.Study) -> dict[str, Any]:
     """Everything ``status`` shows and ``summary.json`` holds: progress towards the study's target,
-    the front (trial rows), where the seeded layouts land, and the hardware that measured."""
+    the front (trial rows), where the seeded layouts land, the hardware that measured, and the latest
+    ``search confirm`` result (:mod:`.confirmed`; None before one ran)."""
+    from lfm2_nas.report.confirmed import CONFIRM_ATTR
+
     trials = study.get_trials(deepcopy=False)
     objectives = front_objectives(config)
     rows = trial_rows(trials)
@@ -200,5 +203,6 @@ def summarize_study(config: SearchConfig, study: optuna.Study) -> dict[str, Any]
         "pareto_front": front,
         "seeds": seed_placement(rows, front, objectives),
         "hardware": hardware_profiles(trials),
+        "confirmation": study.user_attrs.get(CONFIRM_ATTR),
         "rows": rows,
     }

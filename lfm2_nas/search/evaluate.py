@@ -7,7 +7,8 @@ Both are cached by their packages' own result stores, so a layout seen again (re
 or measured by a sweep or an earlier study) costs nothing: profiles by spec, hardware profile,
 workload and timing settings (``profiles/cache/<hardware>.jsonl``); quality results by spec, tier,
 budget, seed and options (``<study folder>/cache/quality.jsonl``; successful ones only, a failure
-may be transient).
+may be transient). ``search confirm`` measures again through :meth:`Measurer.remeasure` (never from a
+cache, into its own store) and trains other seeds and budgets through :meth:`Measurer.quality`.
 
 Profiling holds the run's CPU lock exclusively (like ``flock -x``) and training holds it shared,
 so timings are not disturbed by other work that respects the lock (:func:`~lfm2_nas.search.lock.resolve_lock`:
@@ -84,9 +85,28 @@ class Measurer:
         return self.profile.to_dict()
 
     def latency(self, spec: ModelSpec) -> LatencyResult:
-        from lfm2_nas.profiler import profile_layout
-
         from lfm2_nas.profiler.profile import is_measured
+
+        refused = self._refused(spec)
+        if refused is not None:
+            return refused
+        measured = is_measured(spec, self.settings, self.profile)
+        return self._profile(spec, self.settings, exclusive=not measured)
+
+    def remeasure(self, spec: ModelSpec, processes: int, store: str | Path) -> LatencyResult:
+        """Profile ``spec`` afresh on the study's workload, never answered from a cache, with
+        ``processes`` measuring processes, under the exclusive CPU lock; the profile goes to ``store``
+        (``search confirm``'s own, so the search's cache keeps the figures its trials were given)."""
+        from dataclasses import replace
+
+        refused = self._refused(spec)
+        if refused is not None:
+            return refused
+        return self._profile(spec, replace(self.settings, processes=processes), exclusive=True, use_cache=False,
+                             store=store)
+
+    def _refused(self, spec: ModelSpec) -> LatencyResult | None:
+        """A failed result when the study's deployment backend cannot run ``spec``; None when it can."""
         from lfm2_nas.runtimes import get_runtime
         from lfm2_nas.runtimes.base import ExportError
 
@@ -95,16 +115,22 @@ class Measurer:
                 get_runtime(self.settings.backend).check(spec, self.settings.quant_scheme, self.settings.max_len)
             except ExportError as err:
                 return LatencyResult(ok=False, reason=f"the {self.settings.backend} backend cannot run this layout: {err}")
-        measured = is_measured(spec, self.settings, self.profile)
-        with contextlib.nullcontext() if measured else cpu_lock(self.lock, exclusive=True):
-            if not measured:
+        return None
+
+    def _profile(self, spec: ModelSpec, settings: Any, exclusive: bool, **options: Any) -> LatencyResult:
+        """:func:`~lfm2_nas.profiler.profile_layout` under the CPU lock (when ``exclusive``: not for
+        an answer from the cache), measured again while the machine was busy (:data:`BUSY_RETRIES`)."""
+        from lfm2_nas.profiler import profile_layout
+
+        with cpu_lock(self.lock, exclusive=True) if exclusive else contextlib.nullcontext():
+            if exclusive:
                 self._wait_for_quiet()
-            result = profile_layout(spec, self.settings, self.profile)
+            result = profile_layout(spec, settings, self.profile, **options)
             for _ in range(BUSY_RETRIES):  # a figure measured while other processes ran is not kept
                 if not (result.ok and result.busy):
                     break
                 self._wait_for_quiet()
-                result = profile_layout(spec, self.settings, self.profile, retry_failed=True)
+                result = profile_layout(spec, settings, self.profile, retry_failed=True, **options)
         if not result.ok:
             return LatencyResult(ok=False, reason=result.reason or "unknown profiler failure")
         if result.busy:
@@ -135,11 +161,15 @@ class Measurer:
             log.warning("machine still busy after %.0f s (other processes use %.2f CPU cores); measuring anyway",
                         wait.waited_s, wait.other_cores)
 
-    def quality(self, spec: ModelSpec) -> QualityScore:
+    def quality(self, spec: ModelSpec, seed: int | None = None, budget: float | None = None) -> QualityScore:
+        """The study's quality proxy of ``spec`` (``seed``, ``budget``: another seed or budget than the
+        search file's, as ``search confirm`` trains; cached under their own keys)."""
         from lfm2_nas.quality import evaluate, result_key
 
         q = self.config.quality
-        key = result_key(spec, q.tier, q.budget, q.seed, q.options)
+        seed = q.seed if seed is None else seed
+        budget = q.budget if budget is None else budget
+        key = result_key(spec, q.tier, budget, seed, q.options)
         result = self.quality_store.get(key)
         if result is not None:
             self.quality_hits += 1
@@ -147,7 +177,7 @@ class Measurer:
             options = {"progress": False, **q.options}  # one progress line per trial is the CLI's
             try:
                 with cpu_lock(self.lock, exclusive=False):
-                    result = evaluate(spec, q.tier, budget=q.budget, seed=q.seed, **options)
+                    result = evaluate(spec, q.tier, budget=budget, seed=seed, **options)
             except ValueError as err:  # e.g. a layout the proxy's scale-down rule cannot shrink
                 return QualityScore(ok=False, reason=f"cannot evaluate this layout: {err}")
             if result.ok:
