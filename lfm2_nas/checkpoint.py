@@ -147,15 +147,15 @@ def save_pretrained(model: LFM2Model, path: str | os.PathLike[str]) -> Path:
     """
     from safetensors.torch import save_file
 
+    config = hf_config_from_spec(model.spec, model.head_weight.dtype)  # raises before anything is written
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     shadowing = folder / f"{WEIGHTS_NAME}.index.json"
     if shadowing.exists():
         raise CheckpointError(f"{folder} holds a sharded checkpoint ({shadowing.name}); save into another folder")
     weights = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
-    dtype = model.head_weight.dtype
     atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_file(weights, str(tmp), metadata={"format": "pt"}))
-    atomic_write_text(folder / CONFIG_NAME, json.dumps(hf_config_from_spec(model.spec, dtype), indent=2) + "\n")
+    atomic_write_text(folder / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return folder
 
 
@@ -165,5 +165,6 @@ def build_checkpoint(spec: ModelSpec, path: str | os.PathLike[str], dtype: str =
     from lfm2_nas.cost import canonical_dtype
     from lfm2_nas.model import build_model
 
+    hf_config_from_spec(spec)  # a layout no LFM2 config can hold fails before the build
     model = build_model(spec, dtype=getattr(torch, canonical_dtype(dtype)), seed=seed)
     return save_pretrained(model, path)

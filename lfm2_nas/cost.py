@@ -1,7 +1,8 @@
 """Analytic cost model of a layout: parameters, bytes and FLOPs. Pure functions, no torch.
 
 The blocks and caches counted are those of transformers' ``models/lfm2/modeling_lfm2.py``
-(``Lfm2Attention``'s K/V, ``Lfm2ShortConv``'s conv state). Notation: h hidden, d head_dim, nh / nkv heads,
+(``Lfm2Attention``'s K/V, ``Lfm2ShortConv``'s conv state); a peer's attention block (Qwen3, Llama) is
+the same GQA block with its own head dim and with or without QK-norm. Notation: h hidden, d head_dim, nh / nkv heads,
 K conv kernel, F FFN width, V vocab, b bytes per element, B batch. Every figure here is tested
 against the built model (parameters, cache allocation) in ``tests/test_cost.py``.
 """
@@ -53,9 +54,10 @@ def conv_block_params(spec: ModelSpec) -> int:
 
 
 def attention_block_params(spec: ModelSpec) -> int:
-    """GQA: ``h*(nh*d) + 2*h*(nkv*d) + (nh*d)*h`` projections plus q/k RMSNorm weights ``2d``."""
+    """GQA: ``h*(nh*d) + 2*h*(nkv*d) + (nh*d)*h`` projections plus q/k RMSNorm weights ``2d``
+    (none without ``qk_norm``, as in Llama)."""
     h, d = spec.hidden_size, spec.head_dim
-    return h * spec.num_heads * d * 2 + 2 * h * spec.num_kv_heads * d + 2 * d
+    return h * spec.num_heads * d * 2 + 2 * h * spec.num_kv_heads * d + (2 * d if spec.qk_norm else 0)
 
 
 def ffn_params(spec: ModelSpec) -> int:

@@ -117,7 +117,19 @@ def _spec_from_values(config: dict[str, Any]) -> ModelSpec:
 
 
 def hf_config_from_spec(spec: ModelSpec, dtype: object = "float32") -> dict[str, Any]:
-    """The newer-form HF ``config.json`` dict for ``spec`` (``dtype``: a name or a ``torch.dtype``)."""
+    """The newer-form HF ``config.json`` dict for ``spec`` (``dtype``: a name or a ``torch.dtype``).
+
+    Raises :class:`CheckpointError` for a spec using a peer model's attention (an explicit head dim,
+    no QK-norm, Llama 3 RoPE scaling): an LFM2 config this module reads back cannot express it.
+    """
+    peer = {
+        "attn_head_dim": spec.attn_head_dim is not None,
+        "qk_norm=False": not spec.qk_norm,
+        "rope_scaling": spec.rope_scaling is not None,
+    }
+    if any(peer.values()):
+        used = ", ".join(name for name, on in peer.items() if on)
+        raise CheckpointError(f"an LFM2 config.json cannot express {used} (peer-model attention): use --format gguf or pte")
     return {
         "architectures": ["Lfm2ForCausalLM"],
         "model_type": "lfm2",

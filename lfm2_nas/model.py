@@ -10,6 +10,8 @@ profiler's measuring child and the speed benchmark); without an installed table 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,10 +50,28 @@ class RMSNorm(nn.Module):
         return self.weight * h.to(x.dtype)
 
 
+def rope_inv_freq(spec: ModelSpec, device: torch.device | str | None = None) -> torch.Tensor:
+    """The ``head_dim / 2`` rotary frequencies (fp32): ``theta^(-2i/d)``, then, with
+    ``spec.rope_scaling``, Llama 3's rescaling (transformers ``modeling_rope_utils._compute_llama3_parameters``)."""
+    d = spec.head_dim
+    inv_freq = 1.0 / (spec.rope_theta ** (torch.arange(0, d, 2, device=device, dtype=torch.float32) / d))
+    scaling = spec.rope_scaling
+    if scaling is None:
+        return inv_freq
+    old_context = scaling.original_max_position_embeddings
+    low_freq_wavelen = old_context / scaling.low_freq_factor
+    high_freq_wavelen = old_context / scaling.high_freq_factor
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > low_freq_wavelen, inv_freq / scaling.factor, inv_freq)
+    smooth = (old_context / wavelen - scaling.low_freq_factor) / (scaling.high_freq_factor - scaling.low_freq_factor)
+    smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled
+    medium = (wavelen >= high_freq_wavelen) & (wavelen <= low_freq_wavelen)
+    return torch.where(medium, smoothed, scaled)
+
+
 def rope_tables(spec: ModelSpec, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin ``(T, head_dim)`` for absolute ``positions``; computed in fp32 like the reference."""
-    d = spec.head_dim
-    inv_freq = 1.0 / (spec.rope_theta ** (torch.arange(0, d, 2, device=positions.device, dtype=torch.float32) / d))
+    inv_freq = rope_inv_freq(spec, positions.device)
     freqs = positions.float()[:, None] * inv_freq[None, :]
     emb = torch.cat((freqs, freqs), dim=-1)
     return emb.cos().to(dtype), emb.sin().to(dtype)
@@ -104,7 +124,8 @@ class DepthwiseConv(nn.Module):
 
 
 class Attention(nn.Module):
-    """GQA with per-head RMSNorm on q and k before RoPE; SDPA for the product."""
+    """GQA with per-head RMSNorm on q and k before RoPE (unless ``spec.qk_norm`` is off, as in
+    Llama); SDPA for the product, scaled by ``head_dim^-0.5``."""
 
     def __init__(self, spec: ModelSpec, dtype=None, device=None) -> None:
         super().__init__()
@@ -114,8 +135,8 @@ class Attention(nn.Module):
         self.k_proj = Linear(h, spec.num_kv_heads * d, dtype=dtype, device=device)
         self.v_proj = Linear(h, spec.num_kv_heads * d, dtype=dtype, device=device)
         self.out_proj = Linear(spec.num_heads * d, h, dtype=dtype, device=device)
-        self.q_layernorm = RMSNorm(d, spec.norm_eps, dtype, device)
-        self.k_layernorm = RMSNorm(d, spec.norm_eps, dtype, device)
+        self.q_layernorm = RMSNorm(d, spec.norm_eps, dtype, device) if spec.qk_norm else nn.Identity()
+        self.k_layernorm = RMSNorm(d, spec.norm_eps, dtype, device) if spec.qk_norm else nn.Identity()
 
     def forward(
         self,

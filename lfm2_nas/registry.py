@@ -1,9 +1,20 @@
-"""Named layout variants: the official LFM2 sizes, their all-attention baselines and a tiny debug model.
+"""Named layout variants: the official LFM2 sizes, their all-attention baselines, a tiny debug model,
+and the dense peer models LFM2 is compared with (:data:`PEERS`).
 
 Sources: the ``config.json`` files of the LiquidAI/LFM2-{350M,700M,1.2B,2.6B} model cards on the
 Hugging Face Hub (https://huggingface.co/LiquidAI); building each in transformers gives exactly the
 official parameter count. ``tests/test_registry.py`` checks the counts through the cost model and
 ``tests/test_cost.py`` through the built model (on the meta device, so nothing is allocated).
+
+The peers are not LFM2 variants: they are other models' published shapes, built with random weights
+so that they can be timed in the same runtimes. Each is all attention; its source is cited where it is
+defined, and ``tests/test_registry.py`` checks its parameter count against the published one.
+Gemma 3 1B is not among them: 5 of its 6 layers use sliding-window attention (a 512-token window,
+so their K/V stop growing), its FFN is GELU-gated (not SwiGLU), each block has norms after the
+attention and the FFN as well as before them, its embedding output is scaled by sqrt(hidden) and
+local and global layers use different RoPE bases (google/gemma-3-1b-pt ``config.json``;
+transformers ``models/gemma3/modeling_gemma3.py``). This spec expresses none of these, and leaving
+out the sliding window would misstate exactly what a speed and memory comparison measures.
 """
 
 from __future__ import annotations
@@ -11,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from lfm2_nas.cost import param_count
-from lfm2_nas.spec import ATTENTION, CONV, ModelSpec
+from lfm2_nas.spec import ATTENTION, CONV, Llama3RopeScaling, ModelSpec
 
 
 def _layout(num_layers: int, attention: tuple[int, ...]) -> tuple[str, ...]:
@@ -73,12 +84,62 @@ for _name in ("lfm2-tiny", "lfm2-350m", "lfm2-700m", "lfm2-1.2b", "lfm2-2.6b"):
 for _name in ("lfm2-350m", "lfm2-700m", "lfm2-1.2b", "lfm2-2.6b"):
     VARIANTS[f"{_name}-dense"] = _parameter_matched_dense(VARIANTS[_name])
 
-#: Official parameter counts (tied embeddings), for tests and reports.
+# ---- peers: other models' published shapes (random weights) -----------------------------------
+# Qwen3 (Qwen/Qwen3-0.6B and Qwen/Qwen3-1.7B config.json and model cards, https://huggingface.co/Qwen):
+# head_dim 128 whatever the width, QK-norm (RMSNorm over head_dim on q and k before RoPE), SwiGLU of
+# exactly intermediate_size, rms_norm_eps 1e-6, rope_theta 1e6, plain RoPE, tied embeddings,
+# max_position_embeddings 40960, vocab 151936; both have 28 layers, 16 query and 8 KV heads.
+_QWEN3_SHARED: dict[str, Any] = dict(
+    vocab_size=151936, layer_types=(ATTENTION,) * 28, num_heads=16, num_kv_heads=8, attn_head_dim=128,
+    auto_adjust_ff_dim=False, norm_eps=1e-6, rope_theta=1_000_000.0, max_position_embeddings=40960,
+)
+VARIANTS.update({
+    # Qwen/Qwen3-0.6B: hidden 1024, intermediate 3072. 596,049,920 parameters, 440,467,456 non-embedding
+    # (its config.json built in transformers; the model card rounds them to 0.6B and 0.44B).
+    "qwen3-0.6b": ModelSpec(hidden_size=1024, ff_dim=3072, **_QWEN3_SHARED),
+    # Qwen/Qwen3-1.7B: hidden 2048, intermediate 6144. 1,720,574,976 parameters, 1,409,410,048 non-embedding
+    # (config.json built in transformers; model card: 1.7B and 1.4B).
+    "qwen3-1.7b": ModelSpec(hidden_size=2048, ff_dim=6144, **_QWEN3_SHARED),
+    # meta-llama/Llama-3.2-1B (config.json and model card, https://huggingface.co/meta-llama/Llama-3.2-1B):
+    # hidden 2048, 16 layers, 32 query / 8 KV heads (head_dim 64), intermediate 8192, vocab 128256,
+    # tied embeddings, no QK-norm, rms_norm_eps 1e-5, rope_theta 500000 with rope_type "llama3"
+    # (factor 32, low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8192),
+    # max_position_embeddings 131072. 1,235,814,400 parameters (config.json built in transformers; the
+    # model card: 1.23B), 973,146,112 non-embedding.
+    "llama-3.2-1b": ModelSpec(
+        vocab_size=128256,
+        hidden_size=2048,
+        layer_types=(ATTENTION,) * 16,
+        num_heads=32,
+        num_kv_heads=8,
+        ff_dim=8192,
+        auto_adjust_ff_dim=False,
+        qk_norm=False,
+        norm_eps=1e-5,
+        rope_theta=500_000.0,
+        rope_scaling=Llama3RopeScaling(
+            factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=8192
+        ),
+        max_position_embeddings=131072,
+    ),
+})
+#: Peer name -> the published checkpoint whose shapes it has (the peers are not LFM2 variants).
+PEERS: dict[str, str] = {
+    "qwen3-0.6b": "Qwen/Qwen3-0.6B",
+    "qwen3-1.7b": "Qwen/Qwen3-1.7B",
+    "llama-3.2-1b": "meta-llama/Llama-3.2-1B",
+}
+
+#: Published parameter counts (tied embeddings, exact as their config.json builds in transformers) of
+#: the LFM2 sizes and the peers, for tests and reports.
 OFFICIAL_PARAMS: dict[str, int] = {
     "lfm2-350m": 354_483_968,
     "lfm2-700m": 742_489_344,
     "lfm2-1.2b": 1_170_340_608,
     "lfm2-2.6b": 2_569_272_320,
+    "qwen3-0.6b": 596_049_920,
+    "qwen3-1.7b": 1_720_574_976,
+    "llama-3.2-1b": 1_235_814_400,
 }
 
 

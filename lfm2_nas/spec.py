@@ -5,6 +5,10 @@ No torch here: search-space enumeration, validation and the cost model run anywh
 A layout is a stack of pre-norm blocks; each block's operator is either a gated short convolution
 ("conv") or grouped-query attention ("full_attention"), followed by a SwiGLU FFN. The compact
 pattern form writes one letter per layer: ``C`` for conv, ``A`` for attention (``CCACCACCACACACAC``).
+
+Three fields describe attention blocks of the dense peer models (Qwen3, Llama 3.2) where they differ
+from LFM2's: an explicit head dim (Qwen3: 128 with width 1024 and 16 heads), attention without
+QK-norm (Llama) and Llama 3's RoPE frequency scaling (:class:`Llama3RopeScaling`).
 """
 
 from __future__ import annotations
@@ -53,12 +57,50 @@ def ffn_width(ff_dim: int, auto_adjust: bool, multiplier: float, multiple_of: in
 
 
 @dataclass(frozen=True, kw_only=True)
+class Llama3RopeScaling:
+    """Llama 3's RoPE frequency scaling (``rope_type: "llama3"`` in a ``config.json``).
+
+    Rotary frequencies whose wavelength exceeds ``original_max_position_embeddings / low_freq_factor``
+    are divided by ``factor``, those under ``original_max_position_embeddings / high_freq_factor``
+    are kept, and those between are interpolated; the rule of transformers'
+    ``modeling_rope_utils._compute_llama3_parameters``, implemented by :func:`lfm2_nas.model.rope_inv_freq`.
+    """
+
+    factor: float
+    low_freq_factor: float
+    high_freq_factor: float
+    original_max_position_embeddings: int
+
+    def __post_init__(self) -> None:
+        _check_int("rope_scaling original_max_position_embeddings", self.original_max_position_embeddings, 1)
+        if not self.factor > 0:
+            raise ValueError(f"rope_scaling factor must be > 0, got {self.factor}")
+        if not 0 < self.low_freq_factor < self.high_freq_factor:
+            raise ValueError(
+                f"rope_scaling needs 0 < low_freq_factor < high_freq_factor, got "
+                f"{self.low_freq_factor} and {self.high_freq_factor}"
+            )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Llama3RopeScaling:
+        """From the four keys of :func:`dataclasses.asdict` (a spec's JSON form)."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        if sorted(data) != sorted(names):
+            raise ValueError(f"rope_scaling needs exactly the keys {', '.join(names)}, got {', '.join(sorted(data)) or 'none'}")
+        return cls(**data)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelSpec:
     """An LFM2-style layout. Field names follow the HF ``Lfm2Config`` meaning where one exists.
 
     ``ff_dim`` is the config value (``block_ff_dim`` / ``intermediate_size``, before adjustment);
     the width actually built is :attr:`ffn_dim`. For an explicit width set ``auto_adjust_ff_dim=False``
     (see :meth:`with_ffn_dim`).
+
+    ``attn_head_dim`` is the per-head width of q, k and v (HF ``head_dim``); ``None`` means
+    ``hidden_size / num_heads`` (LFM2). ``qk_norm`` is the per-head RMSNorm on q and k before RoPE
+    (LFM2 and Qwen3 have it, Llama does not). ``rope_scaling`` is ``None`` (plain RoPE) or Llama 3's.
     """
 
     vocab_size: int
@@ -76,8 +118,14 @@ class ModelSpec:
     rope_theta: float = 1_000_000.0
     max_position_embeddings: int = 128_000
     tie_embeddings: bool = True
+    # Fields added for the peer models: see _ADDED_FIELDS before adding more.
+    attn_head_dim: int | None = None
+    qk_norm: bool = True
+    rope_scaling: Llama3RopeScaling | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.rope_scaling, dict):
+            object.__setattr__(self, "rope_scaling", Llama3RopeScaling.from_dict(self.rope_scaling))
         if isinstance(self.layer_types, str):
             object.__setattr__(self, "layer_types", parse_pattern(self.layer_types))
         else:
@@ -96,7 +144,8 @@ class ModelSpec:
 
     @property
     def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
+        """Per-head width of q, k and v: ``attn_head_dim``, else ``hidden_size / num_heads``."""
+        return self.hidden_size // self.num_heads if self.attn_head_dim is None else self.attn_head_dim
 
     @property
     def ffn_dim(self) -> int:
@@ -139,8 +188,14 @@ class ModelSpec:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict; ``layer_types`` written as the compact ``pattern``."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """Plain JSON-able dict; ``layer_types`` written as the compact ``pattern``; the fields of
+        ``_ADDED_FIELDS`` only when they differ from their default (see there)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in _ADDED_FIELDS and value == f.default:
+                continue
+            out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
         out["pattern"] = self.pattern
         del out["layer_types"]
         return out
@@ -162,6 +217,12 @@ class ModelSpec:
         """Stable 16-hex-digit content hash, used to cache results by layout."""
         text = json.dumps(self.to_dict(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+#: Fields added after layouts were first cached by :meth:`ModelSpec.spec_hash`. :meth:`ModelSpec.to_dict`
+#: (and so the hash) leaves each out while it has its default, so every layout that does not use them
+#: keeps the hash it had before they existed (``tests/test_spec.py`` pins one).
+_ADDED_FIELDS = frozenset({"attn_head_dim", "qk_norm", "rope_scaling"})
 
 
 def spec_field_names() -> list[str]:
@@ -194,7 +255,13 @@ def _validate(s: ModelSpec) -> None:
         ("max_position_embeddings", 1),
     ):
         _check_int(name, getattr(s, name), minimum)
-    if s.hidden_size % s.num_heads:
+    if s.attn_head_dim is not None:
+        _check_int("attn_head_dim", s.attn_head_dim, 2)
+    if not isinstance(s.qk_norm, bool):
+        raise ValueError(f"qk_norm must be true or false, got {s.qk_norm!r}")
+    if s.rope_scaling is not None and not isinstance(s.rope_scaling, Llama3RopeScaling):
+        raise ValueError(f"rope_scaling must be null or Llama 3's four values, got {s.rope_scaling!r}")
+    if s.attn_head_dim is None and s.hidden_size % s.num_heads:
         raise ValueError(
             f"hidden_size {s.hidden_size} is not divisible by num_heads {s.num_heads}: "
             "pick heads that divide the width"
@@ -205,9 +272,8 @@ def _validate(s: ModelSpec) -> None:
             "kv heads must divide the query heads"
         )
     if s.head_dim % 2:
-        raise ValueError(
-            f"head_dim = hidden_size/num_heads = {s.head_dim} is odd: RoPE needs an even head_dim"
-        )
+        where = "attn_head_dim" if s.attn_head_dim is not None else "head_dim = hidden_size/num_heads"
+        raise ValueError(f"{where} = {s.head_dim} is odd: RoPE needs an even head_dim")
     if not s.ffn_dim_multiplier > 0:
         raise ValueError(f"ffn_dim_multiplier must be > 0, got {s.ffn_dim_multiplier}")
     if not s.norm_eps > 0:

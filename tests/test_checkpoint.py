@@ -252,3 +252,18 @@ def test_missing_folder_is_an_error(tmp_path):
 
 def test_checkpoint_error_is_a_value_error():
     assert issubclass(CheckpointError, ValueError)  # the CLI turns it into one 'error:' line
+
+
+@pytest.mark.parametrize("changes, field", [(dict(attn_head_dim=32), "attn_head_dim"), (dict(qk_norm=False), "qk_norm"),
+                                            (dict(rope_scaling=dict(factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                                                                    original_max_position_embeddings=64)), "rope_scaling")])
+def test_peer_attention_is_refused_before_anything_is_written(changes, field, tmp_path):
+    """An LFM2 config.json cannot express a peer model's attention: one clear error, no files."""
+    from lfm2_nas.checkpoint import build_checkpoint
+
+    spec = get_spec("lfm2-tiny", **changes)
+    with pytest.raises(CheckpointError, match=f"cannot express {field}"):
+        build_checkpoint(spec, tmp_path / "out")
+    with pytest.raises(CheckpointError, match=field):
+        save_pretrained(LFM2Model(spec), tmp_path / "out")
+    assert not (tmp_path / "out").exists()

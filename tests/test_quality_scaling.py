@@ -56,3 +56,12 @@ def test_width_that_heads_no_longer_divide_is_refused_with_a_fix():
 def test_odd_head_dim_rule_is_refused():
     with pytest.raises(ValueError, match="even"):
         ScaleRule(head_dim=15)
+
+
+@pytest.mark.parametrize("name", ["qwen3-0.6b", "llama-3.2-1b"])
+def test_peer_proxies_take_the_rule_head_dim_and_keep_their_attention_kind(name):
+    spec = get_spec(name)
+    proxy = proxy_spec(spec, 257)
+    assert proxy.head_dim == 16 and proxy.num_heads == 8  # 128 wide, the rule's head dim 16
+    assert proxy.num_heads // proxy.num_kv_heads == spec.num_heads // spec.num_kv_heads
+    assert (proxy.qk_norm, proxy.rope_scaling) == (spec.qk_norm, spec.rope_scaling)

@@ -1,14 +1,18 @@
 import pytest
 
 from lfm2_nas import cost
-from lfm2_nas.registry import OFFICIAL_PARAMS, UnknownVariantError, get_spec, variant_names
+from lfm2_nas.registry import OFFICIAL_PARAMS, PEERS, VARIANTS, UnknownVariantError, get_spec, variant_names
 
 NON_EMBEDDING = {
     "lfm2-350m": 287_375_104,
     "lfm2-700m": 641_826_048,
     "lfm2-1.2b": 1_036_122_880,
     "lfm2-2.6b": 2_435_054_592,
+    "qwen3-0.6b": 440_467_456,
+    "qwen3-1.7b": 1_409_410_048,
+    "llama-3.2-1b": 973_146_112,
 }
+LFM2_SIZES = sorted(set(OFFICIAL_PARAMS) - set(PEERS))
 
 
 @pytest.mark.parametrize("name", sorted(OFFICIAL_PARAMS))
@@ -21,10 +25,10 @@ def test_official_parameter_counts_exact(name):
 def test_official_layouts():
     assert get_spec("lfm2-350m").pattern == "CCACCACCACACACAC"
     assert get_spec("lfm2-2.6b").attention_indices == (2, 5, 9, 13, 17, 21, 24, 27)
-    assert [get_spec(n).ffn_dim for n in sorted(OFFICIAL_PARAMS)] == [8192, 10752, 4608, 6912]
+    assert [get_spec(n).ffn_dim for n in LFM2_SIZES] == [8192, 10752, 4608, 6912]
 
 
-@pytest.mark.parametrize("name", sorted(OFFICIAL_PARAMS) + ["lfm2-tiny"])
+@pytest.mark.parametrize("name", LFM2_SIZES + ["lfm2-tiny"])
 def test_all_attention_baselines_share_widths(name):
     base, attn = get_spec(name), get_spec(f"{name}-all-attn")
     assert set(attn.layer_types) == {"full_attention"}
@@ -44,7 +48,7 @@ def test_overrides():
     assert spec.pattern == "CCAA" * 4 and spec.num_kv_heads == 4 and spec.hidden_size == 1024
 
 
-@pytest.mark.parametrize("name", sorted(OFFICIAL_PARAMS))
+@pytest.mark.parametrize("name", LFM2_SIZES)
 def test_dense_baselines_match_parameters_at_same_depth_and_widths(name):
     base, dense = get_spec(name), get_spec(f"{name}-dense")
     assert set(dense.layer_types) == {"full_attention"}
@@ -54,3 +58,25 @@ def test_dense_baselines_match_parameters_at_same_depth_and_widths(name):
     assert abs(cost.param_count(dense) / OFFICIAL_PARAMS[name] - 1) < 0.02
     # the plain all-attention baseline is NOT parameter-matched: it is what the dense one corrects
     assert cost.param_count(get_spec(f"{name}-all-attn")) < 0.98 * OFFICIAL_PARAMS[name]
+
+
+def test_peers_are_marked_and_have_their_published_shapes():
+    assert set(PEERS) == {"qwen3-0.6b", "qwen3-1.7b", "llama-3.2-1b"} and set(PEERS) <= set(VARIANTS)
+    assert not any(name.startswith("lfm2") for name in PEERS) and set(PEERS) <= set(OFFICIAL_PARAMS)
+    shapes = {
+        name: (s.hidden_size, s.num_layers, s.num_heads, s.num_kv_heads, s.head_dim, s.ffn_dim, s.vocab_size)
+        for name in PEERS
+        for s in [get_spec(name)]
+    }
+    assert shapes == {
+        "qwen3-0.6b": (1024, 28, 16, 8, 128, 3072, 151936),
+        "qwen3-1.7b": (2048, 28, 16, 8, 128, 6144, 151936),
+        "llama-3.2-1b": (2048, 16, 32, 8, 64, 8192, 128256),
+    }
+    for name in PEERS:
+        spec = get_spec(name)
+        assert set(spec.layer_types) == {"full_attention"} and spec.tie_embeddings
+        assert spec.qk_norm == name.startswith("qwen3")  # Qwen3 has QK-norm, Llama has none
+        assert (spec.rope_scaling is not None) == name.startswith("llama")
+    # the FFN is the published intermediate_size, not LFM2's 2/3 rule
+    assert not any(get_spec(name).auto_adjust_ff_dim for name in PEERS)

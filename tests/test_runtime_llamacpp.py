@@ -19,7 +19,7 @@ from lfm2_nas.model import build_model  # noqa: E402
 from lfm2_nas.runtimes import llamacpp  # noqa: E402
 from lfm2_nas.runtimes.base import Artifact, ExportError, RuntimeUnavailable  # noqa: E402
 from lfm2_nas.runtimes.gguf_export import write_f32_gguf  # noqa: E402
-from lfm2_nas.spec import ModelSpec  # noqa: E402
+from lfm2_nas.spec import Llama3RopeScaling, ModelSpec  # noqa: E402
 
 RUNTIME = llamacpp.RUNTIME
 MAX_LEN = 64
@@ -27,6 +27,9 @@ PROMPT = 12
 STEPS = 16
 # f32 GGUF vs torch: measured <= 2e-5 over these layouts, with logits of std 1-10 (randomize_ weights).
 TOLERANCE = 1e-3
+
+
+TINY_LLAMA3 = Llama3RopeScaling(factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=40)
 
 
 def _spec(pattern: str, **fields) -> ModelSpec:
@@ -47,6 +50,12 @@ LAYOUTS = {
     "odd_ffn": _spec("CAAC", ff_dim=97),
     "head_dim_16": _spec("ACAC", hidden_size=96, num_heads=6, num_kv_heads=3),
     "adjusted_ffn": _spec("CCA", ff_dim=160, auto_adjust_ff_dim=True, multiple_of=32),
+    # Peer-model attention (written as qwen3 / llama): head dim not hidden / heads, no QK-norm, and
+    # Llama 3 RoPE scaling with a short original context, so that within these 28 positions the
+    # kept, interpolated and divided frequencies all turn (as in tests/test_parity_peers.py).
+    "qwen3_head_dim_24": _spec("AAA", attn_head_dim=24, norm_eps=1e-6),
+    "llama": _spec("AAA", qk_norm=False, rope_theta=500_000.0, rope_scaling=TINY_LLAMA3),
+    "llama_head_dim_24_kv_1": _spec("AA", qk_norm=False, attn_head_dim=24, num_kv_heads=1, rope_scaling=TINY_LLAMA3),
 }
 # Random layouts from the shared generator (head dims 2 to 8, width 6 ...); llama.cpp has no conv bias.
 RANDOM_SEEDS = (0, 3, 6, 11, 20)
@@ -137,6 +146,27 @@ def test_all_attention_is_written_as_qwen3_and_hybrid_as_lfm2(folder):
     assert kv == [0, 0, 2, 0, 0, 2]  # a conv layer is a layer without kv heads
 
 
+def test_peer_attention_is_written_in_its_own_architecture(folder):
+    """QK-norm and an explicit head dim: qwen3; no QK-norm: llama, with Llama 3 scaling as rope_freqs."""
+    import gguf
+
+    from lfm2_nas.model import rope_inv_freq
+
+    for name, arch in (("qwen3_head_dim_24", "qwen3"), ("kernel_5", "lfm2"), ("llama", "llama")):
+        path = folder / f"arch-{name}.gguf"
+        assert write_f32_gguf(_model(LAYOUTS[name]), path, name) == arch
+        reader = gguf.GGUFReader(path)
+        assert reader.fields[f"{arch}.attention.key_length"].contents() == LAYOUTS[name].head_dim
+        tensors = {t.name: t for t in reader.tensors}
+        attention = LAYOUTS[name].attention_indices[0]
+        assert (f"blk.{attention}.attn_q_norm.weight" in tensors) == (arch != "llama")
+        assert ("rope_freqs.weight" in tensors) == (arch == "llama")
+    spec = LAYOUTS["llama"]  # the last file read
+    divisors = np.asarray(tensors["rope_freqs.weight"].data)
+    expected = (rope_inv_freq(spec.replace(rope_scaling=None)) / rope_inv_freq(spec)).numpy()
+    assert np.allclose(divisors, expected) and divisors[0] == 1.0 and divisors[-1] == TINY_LLAMA3.factor
+
+
 # ---- quantized formats ---------------------------------------------------------------------------
 
 QUANT_SPEC = _spec("CCACCACA", vocab_size=1000, hidden_size=256, num_heads=8, num_kv_heads=2, ff_dim=512)
@@ -184,6 +214,28 @@ def test_quantized_files_hold_the_types_asked_for(folder):
     assert types["blk.0.shortconv.conv.weight"] == "F32"  # llama-quantize never quantizes conv kernels
     assert types["blk.0.attn_norm.weight"] == "F32"
     assert types["token_embd.weight"] == "Q6_K"  # the tied embedding/head keeps q6_K (width 256)
+
+
+@pytest.mark.parametrize("name", ["qwen3_head_dim_24", "llama"])
+def test_peer_architectures_quantize_and_run(name, folder):
+    """q4_0 of the qwen3 and llama files: matmul weights 4-bit, norms and rope_freqs f32, logits near f32."""
+    from lfm2_nas.runtimes.gguf_export import tensor_types
+
+    model = _model(LAYOUTS[name], seed=4)
+    prompt, steps = _prompt(model.spec), _prompt(model.spec, 4, seed=5)
+    runs = []
+    for quant in ("f32", "q4_0"):
+        session = RUNTIME.load(_artifact(model, folder, f"peer-{name}", quant), threads=1)
+        try:
+            runs.append(np.stack(_run(session, prompt, steps)))
+        finally:
+            session.close()
+    types = tensor_types(folder / f"peer-{name}.q4_0.gguf")
+    assert types["blk.0.attn_q.weight"] == types["blk.0.ffn_down.weight"] == "Q4_0"
+    assert types["blk.0.attn_norm.weight"] == types.get("rope_freqs.weight", "F32") == "F32"
+    ref, got = runs
+    cosine = (ref * got).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
+    assert cosine.min() >= 0.75 and not np.array_equal(ref, got), f"q4_0 cosine {cosine.min():.5f}"
 
 
 # ---- the public export path (runs in a child process) ---------------------------------------------
@@ -262,6 +314,10 @@ def test_failed_export_leaves_nothing(tmp_path):
         (LAYOUTS["mixed"].replace(conv_bias=True), "f32", "conv_bias"),
         (_spec("CCA", hidden_size=48, num_heads=4), "q4_0", "hidden_size 48"),
         (LAYOUTS["odd_ffn"], "q8_0", "FFN width 97"),
+        (_spec("AA", attn_head_dim=20), "q4_0", r"attention width \(heads x head_dim\) 80"),
+        (_spec("CCA", qk_norm=False), "f32", "needs qk_norm"),
+        (_spec("CCA", attn_head_dim=24), "f32", "needs heads x head_dim = hidden_size"),
+        (_spec("AA", rope_scaling=TINY_LLAMA3), "f32", "rope_scaling needs the llama architecture"),
     ],
 )
 def test_unrepresentable_exports_raise(spec, quant, match, tmp_path):

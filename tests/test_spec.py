@@ -3,9 +3,10 @@ import subprocess
 
 import pytest
 
-from lfm2_nas.spec import ATTENTION, CONV, ModelSpec, ffn_width, format_pattern, parse_pattern
+from lfm2_nas.spec import ATTENTION, CONV, Llama3RopeScaling, ModelSpec, ffn_width, format_pattern, parse_pattern
 
 BASE = dict(vocab_size=256, hidden_size=64, num_heads=4, num_kv_heads=2, ff_dim=128)
+LLAMA3 = dict(factor=32.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=8192)
 
 
 def test_pattern_round_trip():
@@ -50,6 +51,12 @@ def test_explicit_ffn_width():
         (dict(norm_eps=0.0), "norm_eps"),
         (dict(ffn_dim_multiplier=-1.0), "ffn_dim_multiplier"),
         (dict(hidden_size=64.0), "must be an integer"),
+        (dict(attn_head_dim=7), "attn_head_dim = 7 is odd"),
+        (dict(attn_head_dim=0), "attn_head_dim must be >= 2"),
+        (dict(qk_norm=1), "qk_norm must be true or false"),
+        (dict(rope_scaling={"factor": 8.0}), "rope_scaling needs exactly the keys"),
+        (dict(rope_scaling={**LLAMA3, "low_freq_factor": 4.0}), "low_freq_factor < high_freq_factor"),
+        (dict(rope_scaling=(32.0, 1.0, 4.0, 8192)), "rope_scaling must be null"),
     ],
 )
 def test_invalid_specs_say_what_to_change(changes, message):
@@ -82,3 +89,28 @@ def test_dict_round_trip_and_hash():
 def test_spec_registry_and_cost_import_without_torch():
     code = "import sys, lfm2_nas, lfm2_nas.spec, lfm2_nas.registry, lfm2_nas.cost; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_known_lfm2_spec_hashes_are_unchanged():
+    """Results and caches are keyed by these hashes: adding spec fields must not change them."""
+    from lfm2_nas.registry import get_spec
+
+    hashes = {name: get_spec(name).spec_hash() for name in ("lfm2-350m", "lfm2-tiny", "lfm2-1.2b-dense")}
+    assert hashes == {"lfm2-350m": "c5f3e3990b80b92e", "lfm2-tiny": "a4ef64d8f5414456", "lfm2-1.2b-dense": "d2139f8b7a853eb8"}
+    assert not {"attn_head_dim", "qk_norm", "rope_scaling"} & set(get_spec("lfm2-350m").to_dict())
+
+
+def test_peer_attention_fields():
+    """Explicit head dim (need not divide the width), QK-norm off, Llama 3 RoPE: round trip and hash."""
+    spec = ModelSpec(layer_types="AA", **{**BASE, "hidden_size": 70}, attn_head_dim=32,
+                     qk_norm=False, rope_scaling=Llama3RopeScaling(**LLAMA3))
+    assert spec.head_dim == 32 and spec.hidden_size % spec.num_heads  # 70 / 4 heads is no integer
+    data = spec.to_dict()
+    assert data["attn_head_dim"] == 32 and data["qk_norm"] is False and data["rope_scaling"] == LLAMA3
+    assert ModelSpec.from_dict(data) == spec and ModelSpec.from_dict(data).spec_hash() == spec.spec_hash()
+    hashes = {spec.spec_hash(), spec.replace(attn_head_dim=None, hidden_size=64).spec_hash(),
+              spec.replace(qk_norm=True).spec_hash(), spec.replace(rope_scaling=None).spec_hash()}
+    assert len(hashes) == 4
+    # a field set back to its default leaves the dict (and the hash) as if it had never existed
+    plain = ModelSpec(layer_types="AA", **BASE)
+    assert spec.replace(hidden_size=64, attn_head_dim=None, qk_norm=True, rope_scaling=None).to_dict() == plain.to_dict()

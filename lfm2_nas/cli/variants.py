@@ -1,4 +1,5 @@
-"""``lfm2-nas variants list|show``: the registered layouts and their analytic costs."""
+"""``lfm2-nas variants list|show``: the registered layouts and their analytic costs; a peer model
+(not an LFM2 variant) names its published checkpoint in ``peer_of``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import typer
 
 from lfm2_nas import cost
 from lfm2_nas.cli.output import Format, emit
-from lfm2_nas.registry import VARIANTS
+from lfm2_nas.registry import PEERS, VARIANTS
 from lfm2_nas.resolve import resolve_spec
 from lfm2_nas.spec import ModelSpec
 from lfm2_nas.units import format_bytes, format_count
@@ -20,10 +21,12 @@ DtypeOption = Annotated[str, typer.Option("--dtype", help="dtype for byte figure
 
 
 def describe(name: str, spec: ModelSpec, dtype: str) -> dict[str, Any]:
-    """The row ``variants`` prints for one layout (bytes as integers)."""
+    """The row ``variants`` prints for one layout (bytes as integers); ``peer_of`` is the published
+    checkpoint a peer model's shapes come from, ``None`` for LFM2 layouts."""
     summary = cost.summarize(spec, dtype)
     return {
         "name": name,
+        "peer_of": PEERS.get(name),
         "params": summary.params,
         "non_embedding_params": summary.non_embedding_params,
         "pattern": spec.pattern,
@@ -33,6 +36,8 @@ def describe(name: str, spec: ModelSpec, dtype: str) -> dict[str, Any]:
         "hidden_size": spec.hidden_size,
         "heads": spec.num_heads,
         "kv_heads": spec.num_kv_heads,
+        "head_dim": spec.head_dim,
+        "qk_norm": spec.qk_norm,
         "ffn_dim": summary.ffn_dim,
         "dtype": summary.dtype,
         "weight_bytes": summary.weight_bytes,
@@ -43,6 +48,7 @@ def describe(name: str, spec: ModelSpec, dtype: str) -> dict[str, Any]:
 
 def _human(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
+    out["peer_of"] = row["peer_of"] or "-"
     for key in ("params", "non_embedding_params"):
         out[key] = format_count(row[key])
     for key in ("weight_bytes", "kv_bytes_per_token", "conv_state_bytes"):
@@ -54,7 +60,7 @@ def _human(row: dict[str, Any]) -> dict[str, Any]:
 def list_variants(fmt: FormatOption = Format.table, dtype: DtypeOption = "float32") -> None:
     """All registered variants with parameter counts, pattern, FFN width and cache/weight bytes."""
     rows = [describe(name, spec, dtype) for name, spec in VARIANTS.items()]
-    columns = ["name", "params", "pattern", "ffn_dim", "kv_bytes_per_token", "conv_state_bytes", "weight_bytes"]
+    columns = ["name", "peer_of", "params", "pattern", "ffn_dim", "kv_bytes_per_token", "conv_state_bytes", "weight_bytes"]
     emit(rows if fmt is Format.json else [_human(r) for r in rows], fmt, columns)
 
 

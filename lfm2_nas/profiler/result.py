@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -194,9 +195,17 @@ class ProfileResult:
 
 
 def spec_from_row(row: dict[str, Any]) -> ModelSpec:
-    """The layout of a row (its ``spec_*`` columns); numpy scalars from pandas become Python values."""
+    """The layout of a row (its ``spec_*`` columns); numpy scalars from pandas become Python values.
+
+    An empty cell (null, or NaN in a frame where other layouts set the column) takes the field's
+    default: :meth:`ModelSpec.to_dict` leaves the fields added for peer models out while they have it.
+    """
     fields = {k[len(SPEC_PREFIX):]: v for k, v in row.items() if k.startswith(SPEC_PREFIX) and k != "spec_hash"}
-    return ModelSpec.from_dict({k: v.item() if hasattr(v, "item") else v for k, v in fields.items()})
+    values = {k: v.item() if hasattr(v, "item") else v for k, v in fields.items()}
+    values = {k: v for k, v in values.items() if v is not None and v == v}  # NaN != NaN
+    # pandas stores an integer column with empty cells as floats: give the integer fields ints back.
+    integers = {f.name for f in dataclasses.fields(ModelSpec) if f.type.startswith("int")}
+    return ModelSpec.from_dict({k: int(v) if k in integers and isinstance(v, float) and v.is_integer() else v for k, v in values.items()})
 
 
 def _fraction(value: float | None, peak: float | None) -> float | None:

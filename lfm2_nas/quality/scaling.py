@@ -5,13 +5,14 @@ The rule keeps what distinguishes one layout from another and shrinks what only 
 
 * kept: the layer pattern (so depth and the position of every attention layer), the GQA group
   (query heads per kv head), the FFN ratio (effective FFN width / hidden width), the conv kernel,
-  biases, norm eps, RoPE theta and embedding tying;
+  biases, norm eps, RoPE theta and scaling, QK-norm on or off and embedding tying;
 * shrunk: the hidden width to ``ScaleRule.hidden_size`` (default 128; a layout already narrower keeps
   its width: the rule never scales up) and the vocabulary to whatever the data needs (257 for bytes,
   the BPE size, a synthetic task's vocabulary);
 * heads, by ``ScaleRule.head_dim``: with a number (default 16) the proxy has ``width / head_dim``
   query heads and ``heads / group`` kv heads; with ``None`` it keeps the head counts and shrinks the
-  head dimension to ``width / heads``;
+  head dimension to ``width / heads`` (an explicit head dim, as Qwen3's 128, is dropped: the
+  proxy's head dim is always ``width / heads``);
 * the FFN width is ``ratio * width`` rounded to a multiple of ``ffn_multiple`` (8), set explicitly.
 
 Example: LFM2-350M (1024 wide, 16/8 heads of 64, FFN 4608 = 4.5x) becomes 128 wide, 8/4 heads of
@@ -62,6 +63,7 @@ def proxy_spec(spec: ModelSpec, vocab_size: int, rule: ScaleRule = DEFAULT_RULE)
         hidden_size=width,
         num_heads=heads,
         num_kv_heads=kv_heads,
+        attn_head_dim=None,
         ff_dim=ffn,
         auto_adjust_ff_dim=False,
     )

@@ -75,7 +75,7 @@ def trial_row(t: FrozenTrial) -> dict[str, Any]:
         "hidden_size": hidden,
         "heads": heads,
         "kv_heads": spec.get("num_kv_heads"),
-        "head_dim": hidden // heads if hidden and heads else None,
+        "head_dim": spec.get("attn_head_dim") or (hidden // heads if hidden and heads else None),
         "ffn_dim": _ffn_dim(spec),
         "conv_kernel": spec.get("conv_kernel"),
         "vocab_size": spec.get("vocab_size"),

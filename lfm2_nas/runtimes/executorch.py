@@ -81,6 +81,8 @@ def _exportable(model: Any, max_len: int) -> Any:
     import torch.nn.functional as F
     from torch import nn
 
+    from lfm2_nas.model import rope_inv_freq
+
     spec: ModelSpec = model.spec
     h, d, eps = spec.hidden_size, spec.head_dim, spec.norm_eps
 
@@ -138,8 +140,9 @@ def _exportable(model: Any, max_len: int) -> Any:
             attn = layer.self_attn
             self.q_proj, self.k_proj = linear(attn.q_proj.weight), linear(attn.k_proj.weight)
             self.v_proj, self.out_proj = linear(attn.v_proj.weight), linear(attn.out_proj.weight)
-            self.q_norm = nn.Parameter(attn.q_layernorm.weight.detach(), requires_grad=False)
-            self.k_norm = nn.Parameter(attn.k_layernorm.weight.detach(), requires_grad=False)
+            # No q/k norm without spec.qk_norm (Llama); the model's are then identities without weights.
+            self.q_norm = nn.Parameter(attn.q_layernorm.weight.detach(), requires_grad=False) if spec.qk_norm else None
+            self.k_norm = nn.Parameter(attn.k_layernorm.weight.detach(), requires_grad=False) if spec.qk_norm else None
             shape = (1, max_len, spec.num_kv_heads, d)
             self.register_buffer("rotate", rotate.clone(), persistent=False)
             self.register_buffer("k_cache", torch.zeros(shape))
@@ -148,8 +151,11 @@ def _exportable(model: Any, max_len: int) -> Any:
         def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start: int) -> torch.Tensor:
             tokens = x.shape[1]
             # (1, T, heads, d): the layout of the custom ops.
-            q = rope(rms_norm(self.q_proj(x).view(1, tokens, spec.num_heads, d), self.q_norm), cos, sin, self.rotate)
-            k = rope(rms_norm(self.k_proj(x).view(1, tokens, spec.num_kv_heads, d), self.k_norm), cos, sin, self.rotate)
+            q = self.q_proj(x).view(1, tokens, spec.num_heads, d)
+            k = self.k_proj(x).view(1, tokens, spec.num_kv_heads, d)
+            if spec.qk_norm:
+                q, k = rms_norm(q, self.q_norm), rms_norm(k, self.k_norm)
+            q, k = rope(q, cos, sin, self.rotate), rope(k, cos, sin, self.rotate)
             v = self.v_proj(x).view(1, tokens, spec.num_kv_heads, d)
             torch.ops.llama.update_cache(k, self.k_cache, start)
             torch.ops.llama.update_cache(v, self.v_cache, start)
@@ -183,9 +189,7 @@ def _exportable(model: Any, max_len: int) -> Any:
             self.blocks = nn.ModuleList(Block(layer) for layer in model.model.layers)
             self.final_norm = nn.Parameter(model.model.embedding_norm.weight.detach(), requires_grad=False)
             self.lm_head = linear(model.head_weight)
-            self.register_buffer(
-                "inv_freq", 1.0 / (spec.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float32) / d)), persistent=False
-            )
+            self.register_buffer("inv_freq", rope_inv_freq(spec), persistent=False)
 
         def forward(self, tokens: torch.Tensor, input_pos: torch.Tensor, conv_state: torch.Tensor | None = None) -> Any:
             count = tokens.shape[1]

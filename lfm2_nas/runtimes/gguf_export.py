@@ -9,17 +9,28 @@ What llama.cpp's ``lfm2`` loader reads (``src/models/lfm2.cpp``, ``src/llama-mod
 * ``shortconv.l_cache`` is the conv kernel size K; the conv weight ``(h, 1, K)`` is stored squeezed to
   ``(h, K)`` (ggml ``{K, h}``);
 * the final norm is stored as ``token_embd_norm`` (llama.cpp keeps the name of its first converter);
-* ``output.weight`` only when the head is untied; otherwise llama.cpp reuses ``token_embd``.
+* ``output.weight`` only when the head is untied; otherwise llama.cpp reuses ``token_embd``;
+* ``attention.key_length`` / ``value_length`` and ``rope.dimension_count`` hold the head dim, which
+  need not be ``hidden / heads`` (Qwen3; ``load_hparams`` reads them, as the HF converter writes them).
+
+Layouts without conv layers are written in the architecture of the model whose blocks they have, so
+that they run the kernels a real checkpoint of it would: with QK-norm ``qwen3`` (``src/models/qwen3.cpp``:
+per-head RMSNorm on q and k, then NeoX RoPE), without it ``llama`` (``src/models/llama.cpp``). The
+``llama`` graph rotates adjacent pairs (``LLAMA_ROPE_TYPE_NORM``, ``llama_model_rope_type``), so the
+rows of q and k are reordered as ``LlamaModel.permute`` in llama.cpp's ``convert_hf_to_gguf.py`` does
+(q . k is unchanged); Llama 3's RoPE scaling is the ``rope_freqs`` tensor of per-frequency divisors that
+the same converter writes and the ``llama`` graph passes to ``ggml_rope_ext``. Neither ``lfm2`` nor
+``qwen3`` reads ``rope_freqs``, and ``lfm2`` requires the q/k norms and sizes q by the width
+(``heads x head_dim = hidden``): other combinations raise :class:`ExportError`.
 
 Layouts with one block type only. llama.cpp builds graph inputs for every part of a model's memory
 and writes them before each decode; an input no layer uses is never allocated, and writing it
 aborts the process with ``GGML_ASSERT`` (ggml-backend.cpp):
 
 * an ``lfm2`` file without conv layers dies on the recurrent ``s_copy`` input
-  (``llm_graph_input_mem_hybrid::set_input``, ``src/llama-graph.cpp``). All-attention is therefore
-  written as the ``qwen3`` architecture: the same blocks (GQA with per-head RMSNorm on q and k before
-  NeoX RoPE, SwiGLU, RMSNorm, optional tied head) with a plain KV cache. Measured here: the same
-  weights give the torch model's logits.
+  (``llm_graph_input_mem_hybrid::set_input``, ``src/llama-graph.cpp``): a second reason to write
+  all-attention layouts as ``qwen3`` or ``llama`` (above), whose memory is a plain KV cache.
+  Measured here: the same weights give the torch model's logits in both.
 * an ``lfm2`` file without attention layers dies on the KV ``k_idxs`` input, and, with the KV inputs
   skipped (the interleaved-SWA hybrid memory does that), on the token-position input that only
   attention's RoPE reads (``llm_graph_input_pos::set_input``). No architecture of this llama.cpp
@@ -57,8 +68,11 @@ _BLOCK = {"q8_0": 32, "q4_0": 32}
 
 
 def gguf_arch(spec: ModelSpec) -> str:
-    """``"lfm2"``, or ``"qwen3"`` for a layout without conv layers (see module docstring)."""
-    return "lfm2" if spec.num_conv_layers else "qwen3"
+    """``"lfm2"``; for a layout without conv layers ``"qwen3"`` with QK-norm, ``"llama"`` without
+    (see module docstring)."""
+    if spec.num_conv_layers:
+        return "lfm2"
+    return "qwen3" if spec.qk_norm else "llama"
 
 
 def check_exportable(spec: ModelSpec, quant: str, max_len: int) -> None:
@@ -75,6 +89,22 @@ def check_exportable(spec: ModelSpec, quant: str, max_len: int) -> None:
             "llamacpp: conv_bias=True cannot be exported: llama.cpp's lfm2 graph has no conv or projection "
             "bias tensors (src/models/lfm2.cpp)"
         )
+    arch = gguf_arch(spec)
+    if arch == "lfm2" and not spec.qk_norm:
+        raise ExportError(
+            "llamacpp: a layout with conv layers needs qk_norm: llama.cpp's lfm2 graph requires the q/k norm "
+            "tensors (src/models/lfm2.cpp)"
+        )
+    if arch == "lfm2" and spec.num_heads * spec.head_dim != spec.hidden_size:
+        raise ExportError(
+            f"llamacpp: a layout with conv layers needs heads x head_dim = hidden_size ({spec.num_heads} x "
+            f"{spec.head_dim} != {spec.hidden_size}): llama.cpp's lfm2 graph sizes q by the width (src/models/lfm2.cpp)"
+        )
+    if arch != "llama" and spec.rope_scaling is not None:
+        raise ExportError(
+            f"llamacpp: rope_scaling needs the llama architecture (all attention, no qk_norm): the {arch} graph "
+            f"reads no rope_freqs (src/models/{arch}.cpp)"
+        )
     if not 1 <= max_len <= spec.max_position_embeddings:
         raise ExportError(
             f"llamacpp: max_len {max_len} must be in 1..max_position_embeddings ({spec.max_position_embeddings})"
@@ -82,11 +112,27 @@ def check_exportable(spec: ModelSpec, quant: str, max_len: int) -> None:
     block = _BLOCK.get(quant)
     if block:
         widths = {"hidden_size": spec.hidden_size, "FFN width": spec.ffn_dim}
+        if spec.num_attention_layers:
+            widths["attention width (heads x head_dim)"] = spec.num_heads * spec.head_dim
         bad = [f"{name} {width}" for name, width in widths.items() if width % block]
         if bad:
             raise ExportError(
                 f"llamacpp: {quant} quantizes rows in blocks of {block}: {', '.join(bad)} not a multiple of {block}"
             )
+
+
+def _pairs_adjacent(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """q or k rows from rotate-half order to the adjacent pairs of llama.cpp's ``llama`` RoPE:
+    ``LlamaModel.permute`` of ``convert_hf_to_gguf.py``."""
+    rows, cols = weight.shape
+    return weight.reshape(heads, 2, rows // heads // 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+def _rope_freq_divisors(spec: ModelSpec) -> torch.Tensor:
+    """``rope_freqs``: what each plain RoPE frequency is divided by under ``spec.rope_scaling``."""
+    from lfm2_nas.model import rope_inv_freq
+
+    return rope_inv_freq(spec.replace(rope_scaling=None)) / rope_inv_freq(spec)
 
 
 def _tensors(model: LFM2Model, arch: str) -> Iterator[tuple[str, torch.Tensor]]:
@@ -98,17 +144,23 @@ def _tensors(model: LFM2Model, arch: str) -> Iterator[tuple[str, torch.Tensor]]:
     yield ("token_embd_norm.weight" if arch == "lfm2" else "output_norm.weight"), backbone.embedding_norm.weight
     if model.lm_head is not None:
         yield "output.weight", model.lm_head.weight
+    if spec.rope_scaling is not None:
+        yield "rope_freqs.weight", _rope_freq_divisors(spec)
     for i, layer in enumerate(backbone.layers):
         blk = f"blk.{i}"
         yield f"{blk}.attn_norm.weight", layer.operator_norm.weight
         if spec.layer_types[i] == ATTENTION:
             attn = layer.self_attn
-            yield f"{blk}.attn_q.weight", attn.q_proj.weight
-            yield f"{blk}.attn_k.weight", attn.k_proj.weight
+            q, k = attn.q_proj.weight, attn.k_proj.weight
+            if arch == "llama":
+                q, k = _pairs_adjacent(q, spec.num_heads), _pairs_adjacent(k, spec.num_kv_heads)
+            yield f"{blk}.attn_q.weight", q
+            yield f"{blk}.attn_k.weight", k
             yield f"{blk}.attn_v.weight", attn.v_proj.weight
             yield f"{blk}.attn_output.weight", attn.out_proj.weight
-            yield f"{blk}.attn_q_norm.weight", attn.q_layernorm.weight
-            yield f"{blk}.attn_k_norm.weight", attn.k_layernorm.weight
+            if spec.qk_norm:
+                yield f"{blk}.attn_q_norm.weight", attn.q_layernorm.weight
+                yield f"{blk}.attn_k_norm.weight", attn.k_layernorm.weight
         else:
             conv = layer.conv
             yield f"{blk}.shortconv.in_proj.weight", conv.in_proj.weight
@@ -139,6 +191,9 @@ def write_f32_gguf(model: LFM2Model, path: Path, name: str) -> str:
     writer.add_block_count(spec.num_layers)
     writer.add_feed_forward_length(spec.ffn_dim)
     writer.add_head_count(spec.num_heads)
+    writer.add_key_length(spec.head_dim)
+    writer.add_value_length(spec.head_dim)
+    writer.add_rope_dimension_count(spec.head_dim)
     if arch == "lfm2":
         writer.add_head_count_kv([spec.num_kv_heads if t == ATTENTION else 0 for t in spec.layer_types])
         writer.add_shortconv_l_cache(spec.conv_kernel)
