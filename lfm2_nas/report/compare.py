@@ -137,7 +137,7 @@ def summary(comparison: Comparison) -> dict[str, Any]:
         "studies": list(comparison.names),
         "provenance": list(comparison.provenance),
         "reference": comparison.reference,
-        "common_layouts": int(len(rows)),
+        "common_layouts": len(rows),
         "rank_agreement": comparison.rank_agreement,
         "front_common_a": sorted(rows.loc[rows["front_common_a"], "layout"]),
         "front_common_b": sorted(rows.loc[rows["front_common_b"], "layout"]),
