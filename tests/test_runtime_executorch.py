@@ -239,6 +239,9 @@ def test_export_in_child_is_atomic_and_records_its_cost(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pte"]
     assert artifact.size_bytes == target.stat().st_size > 0
     assert artifact.export_s > 0 and artifact.export_peak_rss_bytes > 100 * 2**20
+    stages = artifact.details["stage_s"]  # where the export's time went, every stage in order
+    assert list(stages) == ["build_model", "wrap", "torch_export", "to_edge_transform_and_lower", "to_executorch", "write"]
+    assert all(v >= 0 for v in stages.values()) and sum(stages.values()) <= artifact.export_s + 0.1
     assert artifact.runtime_version == RUNTIME.version() and artifact.details["partitioners"] == ["XnnpackPartitioner"]
     # Same weights as build_model(spec, seed=3).
     model = build_model(spec, seed=3)

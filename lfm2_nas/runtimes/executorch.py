@@ -252,10 +252,20 @@ def _lower(model: Any, quant: str, max_len: int) -> tuple[bytes, dict[str, Any]]
     from executorch.exir.passes import MemoryPlanningPass
     from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
 
+    stages: dict[str, float] = {}  # seconds per export stage, recorded with the artifact
+    mark = time.perf_counter()
+
+    def stage(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        stages[name] = round(now - mark, 2)
+        mark = now
+
     program = _exportable(model, max_len)
     details: dict[str, Any] = {}
     if quant == "8da4w":
         details.update(_quantize_8da4w(program))
+    stage("quantize" if quant == "8da4w" else "wrap")
     # One XnnpackPartitioner takes the dynamically quantized linears together with the ops around
     # them. The example's pair (XnnpackDynamicallyQuantizedPartitioner first, extension/llm/export/
     # partitioner_lib.py) cuts one delegate per quantized linear (195 for LFM2-350M instead of ~50),
@@ -269,6 +279,7 @@ def _lower(model: Any, quant: str, max_len: int) -> tuple[bytes, dict[str, Any]]
         dynamic += (None,)
     with torch.no_grad():
         exported = torch.export.export(program, example, dynamic_shapes=dynamic, strict=False)
+    stage("torch_export")
     # The metadata methods ExecuTorch's LLM runner reads (extension/llm/runner/constants.h);
     # bos 1 / eos 7 are LFM2's tokenizer ids.
     metadata = {
@@ -279,6 +290,7 @@ def _lower(model: Any, quant: str, max_len: int) -> tuple[bytes, dict[str, Any]]
         exported, partitioner=partitioners, constant_methods=metadata,
         compile_config=EdgeCompileConfig(_check_ir_validity=False),
     )
+    stage("to_edge_transform_and_lower")
     executable = edge.to_executorch(
         ExecutorchBackendConfig(
             extract_delegate_segments=True,
@@ -287,6 +299,7 @@ def _lower(model: Any, quant: str, max_len: int) -> tuple[bytes, dict[str, Any]]
             sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass(),
         )
     )
+    stage("to_executorch")
     plan = executable.executorch_program.execution_plan[0]
     ops = sorted({op.name for op in plan.operators})
     details.update(
@@ -298,6 +311,7 @@ def _lower(model: Any, quant: str, max_len: int) -> tuple[bytes, dict[str, Any]]
         conv_state_bytes=4 * spec.num_conv_layers * spec.hidden_size * (spec.conv_kernel - 1),
         method=_signature(spec, max_len),
         conv_state_shape=list(_conv_state_shape(spec)) if spec.num_conv_layers else None,
+        stage_s=stages,
     )
     return executable.buffer, details
 
@@ -322,7 +336,9 @@ def write_program(model: Any, quant: str, max_len: int, path: str | Path) -> dic
         raise ExportError(f"executorch cannot export quant {quant!r}: choose one of {', '.join(ExecuTorchRuntime.quants)}")
     _import_executorch()
     data, details = _lower(model, quant, max_len)
+    start = time.perf_counter()
     Path(path).write_bytes(data)
+    details["stage_s"]["write"] = round(time.perf_counter() - start, 2)
     return details
 
 
@@ -341,7 +357,9 @@ def export_in_child(spec: dict[str, Any], quant: str, max_len: int, out_path: st
     model = load_pretrained(checkpoint) if checkpoint else build_model(layout, seed=seed)
     if model.spec != layout:
         raise ExportError(f"checkpoint {checkpoint} holds another layout ({model.spec.pattern}, hidden {model.spec.hidden_size})")
+    build_s = time.perf_counter() - start
     details = write_program(model, quant, max_len, out_path)
+    details["stage_s"] = {"build_model": round(build_s, 2), **details["stage_s"]}
     return {"export_s": time.perf_counter() - start, "peak_rss_bytes": read_status_bytes("VmHWM"), "details": details}
 
 
