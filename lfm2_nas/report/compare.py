@@ -5,7 +5,7 @@ A layout is the same in both studies when its spec hash is (the hash covers ever
 study's figures are also given relative to its reference layout (its first seed, LFM2), because
 absolute latencies of two runtimes are not comparable while their ordering is what a search uses.
 "Do the same layouts win?" is answered on the layouts both studies measured fully: the non-dominated
-set among them under each study's figures (:func:`lfm2_nas.report.front.dominates`, the one
+set among them under each study's figures (:func:`lfm2_nas.report.front.non_dominated`, the one
 dominance), and the rank agreement (Spearman's rho, pandas' ``corr(method="spearman")``) of each
 objective. A study's own front may hold layouts the other never measured; those are listed apart.
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from lfm2_nas.report.front import dominates, minimised
+from lfm2_nas.report.front import minimised, non_dominated
 from lfm2_nas.report.study import StudyData
 
 #: Trial statuses that carry measured latencies.
@@ -76,8 +76,8 @@ def _front_flags(rows: pd.DataFrame, objectives: tuple[tuple[str, str], ...], su
     points = {i: tuple(minimised(float(r[f"{name}{suffix}"]), direction) for name, direction in objectives)
               for i, r in rows.iterrows()}
     complete = {i: p for i, p in points.items() if all(math.isfinite(v) for v in p)}
-    return pd.Series({i: i in complete and not any(dominates(q, complete[i]) for q in complete.values())
-                      for i in rows.index}, dtype=bool)
+    front = set(non_dominated(list(complete.values())))
+    return pd.Series({i: i in complete and complete[i] in front for i in rows.index}, dtype=bool)
 
 
 def compare_studies(a: StudyData, b: StudyData) -> Comparison:
