@@ -23,12 +23,13 @@ import json
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from lfm2_nas.io import atomic_write_text
-from lfm2_nas.profiler import Settings, load_or_measure_hardware, profile_layout
+from lfm2_nas.profiler import HardwareProfile, Settings, load_or_measure_hardware, profile_layout
 from lfm2_nas.profiler.store import ProfileStore, write_tables
 from lfm2_nas.resolve import resolve_spec
+from lfm2_nas.search.lock import cpu_lock
 
 BACKENDS = ("torch:none", "executorch:fp32", "executorch:8da4w", "llamacpp:f32", "llamacpp:q8_0", "llamacpp:q4_0")
 
@@ -48,23 +49,19 @@ def main() -> None:
     args = parser.parse_args()
 
     hardware = load_or_measure_hardware("cpu")
-    items = [(layout, backend, depth) for layout in args.layouts for backend in args.backends for depth in args.depths]
-    rows: list[dict[str, Any]] = []
-    for r in range(args.rounds):
-        for layout, backend, depth in items if r % 2 == 0 else list(reversed(items)):
-            name, quant = backend.split(":")
-            settings = Settings(
-                prompt_len=args.prompt_len, context_depth=depth, threads=args.threads, backend=name,
-                quant=None if name == "torch" else quant, warmup=1, min_count=args.min_count,
-                min_duration_s=args.min_duration_s, timeout_s=args.timeout_s,
-            )
-            result = profile_layout(resolve_spec(layout), settings, hardware, store=args.out / f"round-{r}.jsonl",
-                                    label=layout)
-            row = {k: v for k, v in result.to_row().items() if not k.endswith("_samples")}
-            row["round"] = r
-            rows.append(row)
-            print(json.dumps({k: row.get(k) for k in _PRINTED}), flush=True)
-    rows = _stored_rows(args.out)  # every row of every round, earlier invocations' included (resumable union)
+    items = [(layout, backend, args.prompt_len, depth)
+             for layout in args.layouts for backend in args.backends for depth in args.depths]
+
+    def settings_of(backend: str, prompt_len: int, depth: int) -> Settings:
+        name, quant = backend.split(":")
+        return Settings(
+            prompt_len=prompt_len, context_depth=depth, threads=args.threads, backend=name,
+            quant=None if name == "torch" else quant, warmup=1, min_count=args.min_count,
+            min_duration_s=args.min_duration_s, timeout_s=args.timeout_s,
+        )
+
+    measure_rounds(items, args.rounds, args.out, settings_of, hardware)
+    rows = stored_rows(args.out)  # every row of every round, earlier invocations' included (resumable union)
     summary = summarize(rows, args, hardware.label)
     write_tables(rows, args.out)
     atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -72,7 +69,24 @@ def main() -> None:
     print(json.dumps(summary))
 
 
-def _stored_rows(out: Path) -> list[dict[str, Any]]:
+def measure_rounds(items: Sequence[tuple[str, str, int, int]], rounds: int, out: Path,
+                   settings_of: Callable[[str, int, int], Settings], hardware: HardwareProfile,
+                   lock: str | None = None, retry: bool = False) -> None:
+    """Profile every ``(layout, "backend:quant", prompt_len, depth)`` item once per round, in order in
+    even rounds and reversed in odd ones, storing round ``r`` in ``<out>/round-<r>.jsonl`` (stored rows
+    are not measured again; with ``retry``, failed and busy ones are). ``lock``: a lock file held
+    exclusively around each measurement (:func:`lfm2_nas.search.lock.cpu_lock`), so other work that
+    takes it runs between rows, never during one. Prints one JSON line per row."""
+    for r in range(rounds):
+        for layout, backend, prompt_len, depth in items if r % 2 == 0 else list(reversed(items)):
+            with cpu_lock(lock, exclusive=True):
+                result = profile_layout(resolve_spec(layout), settings_of(backend, prompt_len, depth), hardware,
+                                        store=out / f"round-{r}.jsonl", label=layout, retry_failed=retry)
+            row = {k: v for k, v in result.to_row().items() if not k.endswith("_samples")}
+            print(json.dumps({"round": r, **{k: row.get(k) for k in _PRINTED}}), flush=True)
+
+
+def stored_rows(out: Path) -> list[dict[str, Any]]:
     """The rows of every ``round-<r>.jsonl`` in ``out``, raw samples dropped, each tagged with its round."""
     rows = []
     for path in sorted(out.glob("round-*.jsonl")):
@@ -82,7 +96,7 @@ def _stored_rows(out: Path) -> list[dict[str, Any]]:
     return rows
 
 
-_PRINTED = ("round", "layout", "backend", "quant", "context_depth", "ok", "reason", "decode_ms_median", "decode_ms_min",
+_PRINTED = ("layout", "backend", "quant", "prompt_len", "context_depth", "ok", "reason", "decode_ms_median", "decode_ms_min",
             "prefill_ms_median", "runtime_decode_ms", "artifact_bytes", "export_s", "peak_bytes", "busy")
 
 

@@ -105,3 +105,49 @@ def test_decode_depth_compares_the_fills_against_their_spread():
     assert close["prefill_over_synthetic"] == 11.5 / 11.0 and close["within_spread"]
     far = decode_depth.compare_fills(samples, {"synthetic": [11.0, 11.1], "prefill": [11.4, 11.5]})
     assert not far["within_spread"]
+
+
+def _load_peers():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # peers.py imports its rounds loop from backends.py
+    try:
+        return _load("peers")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_peers_pairs_each_lfm2_size_with_the_nearest_peer_by_parameters():
+    peers = _load_peers()
+    assert [peers.matched_params(m) for m in peers.LFM2] == ["qwen3-0.6b", "qwen3-0.6b", "llama-3.2-1b"]
+    assert peers.pairing("lfm2-350m", "qwen3-0.6b") == ["params", "quality"]
+    assert peers.pairing("lfm2-1.2b", "qwen3-1.7b") == ["quality"]
+    assert peers.pairing("lfm2-700m", "qwen3-1.7b") == []
+
+
+def test_peers_speedups_are_paired_by_round_and_skip_busy_rows():
+    peers = _load_peers()
+
+    def row(layout, r, prefill, decode, busy=False):
+        return {"layout": layout, "backend": "llamacpp", "quant": "q4_0", "prompt_len": 512, "context_depth": 4096,
+                "round": r, "ok": True, "busy": busy, "prefill_ms_median": prefill, "decode_ms_median": decode}
+
+    rows = [row("lfm2-350m", 0, 100.0, 10.0), row("lfm2-350m", 1, 200.0, 20.0), row("lfm2-350m", 2, 100.0, 10.0),
+            row("qwen3-0.6b", 0, 300.0, 20.0), row("qwen3-0.6b", 1, 400.0, 60.0),
+            row("qwen3-0.6b", 2, 999.0, 999.0, busy=True)]
+    found = {(s["phase"], s["point"]): s for s in peers.speedup_rows(rows, ["lfm2-350m"], ["qwen3-0.6b"])}
+    prefill, decode = found[("prefill", 512)], found[("decode", 4096)]
+    assert prefill["rounds_paired"] == 2 and prefill["matched"] == "params+quality"
+    assert (prefill["speedup_low"], prefill["speedup"], prefill["speedup_high"]) == (2.0, 2.5, 3.0)
+    assert (decode["speedup_low"], decode["speedup_high"]) == (2.0, 3.0)
+    assert prefill["lfm2_ms"] == 100.0 and prefill["peer_ms"] == 350.0
+
+
+def test_peers_points_are_prompt_colon_depth():
+    import argparse
+
+    peers = _load_peers()
+    assert peers.parse_point("2048:16384") == (2048, 16384)
+    for bad in ("512", "a:1", "0:10"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            peers.parse_point(bad)
