@@ -221,7 +221,9 @@ def test_a_size_string_for_memory_limit_bytes_is_read_as_a_size_and_the_row_is_m
 
 def test_ctrl_c_stops_a_sweep_with_a_message_and_status_130(tmp_path, profiles):
     out = tmp_path / "results"
-    path = _write(tmp_path, TINY_SWEEP.format(out=out))
+    # 18 rows, so the sweep is still running when the signal comes (with 3 it could finish on a loaded
+    # machine between the first row landing and this process waking up to send it)
+    path = _write(tmp_path, TINY_SWEEP.format(out=out).replace("prompt_len = 8", "prompt_len = [8, 9, 10, 11, 12, 13]"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "LFM2_NAS_PROFILES": str(profiles)}
     proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "sweep", str(path), "--no-progress"],
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -229,7 +231,9 @@ def test_ctrl_c_stops_a_sweep_with_a_message_and_status_130(tmp_path, profiles):
     deadline = time.monotonic() + 120
     while len(store.rows()) < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert proc.poll() is None, "the sweep ended before it could be interrupted"
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the sweep and its measuring child
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
+    assert 1 <= len(store.rows()) < 18
     assert f"interrupted: the rows finished so far are kept in {out}/" in err and "Traceback" not in err

@@ -249,3 +249,11 @@ def test_confirm_refuses_a_study_whose_lfm2_seed_has_not_run(tmp_path, monkeypat
     assert result.stderr.strip() == ("error: the study's lfm2-tiny seed has no layout yet to compare with: "
                                      "run 'lfm2-nas search run' first")
     assert not (tmp_path / "experiments" / "fresh" / "confirm").exists()
+
+
+def test_non_transitive_decisions_are_found_as_cycles():
+    from lfm2_nas.report.confirmed import non_transitive
+
+    assert non_transitive([(12, 14), (14, 23), (23, 12), (0, 12), (17, 0)]) == [[12, 14, 23]]
+    assert non_transitive([(1, 2), (2, 3), (1, 3)]) == []  # a consistent order
+    assert non_transitive([(1, 2), (2, 1), (3, 4), (4, 3)]) == [[1, 2], [3, 4]]

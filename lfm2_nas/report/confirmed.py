@@ -151,6 +151,12 @@ def summarize_confirmation(records: Sequence[dict[str, Any]], candidates: Sequen
     if trades:
         statements.append(f"trial(s) {', '.join(map(str, trades))} trade one objective for another against {label} "
                           "beyond the noise (on the confirmed front, better on some objectives, worse on others)")
+    cycles = non_transitive([(a, b) for a, b in combinations(judged, 2) if dominates_with_confidence(signs(a, b))]
+                            + [(b, a) for a, b in combinations(judged, 2) if dominates_with_confidence(signs(b, a))])
+    for group in cycles:
+        statements.append(f"the decisions among trials {', '.join(map(str, group))} are not transitive (each is "
+                          "dominated beyond the noise by another of them): their differences are at the edge of what "
+                          "these rounds and seeds resolve; more rounds would settle them")
     return _safe({
         "confidence": confidence,
         "objectives": [{"name": n, "direction": d} for n, d in objectives],
@@ -164,8 +170,23 @@ def summarize_confirmation(records: Sequence[dict[str, Any]], candidates: Sequen
         "confirmed_front": front,
         "layouts": layouts,
         "pairs": pairs,
+        "non_transitive": cycles,
         "statements": statements,
     })
+
+
+def non_transitive(wins: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """The groups of layouts whose "``a`` dominates ``b``" decisions (``wins``) go round in a cycle: the
+    strongly connected parts of the decision graph with more than one member, each sorted. Dominance
+    between true values is transitive, so a cycle means some decision in it was made on noise."""
+    nodes = sorted({n for pair in wins for n in pair})
+    reach = {a: {b for x, b in wins if x == a} for a in nodes}
+    for k in nodes:  # Warshall's transitive closure; fronts are a handful of layouts
+        for a in nodes:
+            if k in reach[a]:
+                reach[a] |= reach[k]
+    groups = {tuple(sorted(b for b in nodes if b in reach[a] and a in reach[b])) for a in nodes if a in reach[a]}
+    return [list(g) for g in sorted(groups)]
 
 
 def describe(confirmation: dict[str, Any]) -> str:
