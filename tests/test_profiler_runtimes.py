@@ -98,3 +98,9 @@ def test_an_export_revision_changes_the_artifact_key(tmp_path, monkeypatch):
     monkeypatch.setitem(runtimes.EXPORT_REVISIONS, "llamacpp", 7)
     assert runtimes.installed_version("llamacpp").endswith("+export7")
     assert artifact_path("llamacpp", spec, "q8_0", 32, tmp_path) != before
+
+
+def test_only_an_artifact_holding_the_cache_is_keyed_by_cache_length(tmp_path):
+    spec = get_spec("lfm2-tiny")
+    assert artifact_path("llamacpp", spec, "q8_0", 32, tmp_path) == artifact_path("llamacpp", spec, "q8_0", 4097, tmp_path)
+    assert artifact_path("executorch", spec, "fp32", 32, tmp_path) != artifact_path("executorch", spec, "fp32", 4097, tmp_path)

@@ -1,4 +1,5 @@
-"""The cache of exported artifacts: one file per (spec, quant, cache length, runtime version, seed).
+"""The cache of exported artifacts: one file per (spec, quant, runtime version, seed) and, where the
+artifact holds the cache itself (ExecuTorch), cache length.
 
 Exporting a layout to a deployment runtime takes seconds to minutes, so every artifact is kept in a
 folder (the profiler's is ``profiles/cache/artifacts``) beside a small JSON record of what it is and
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from lfm2_nas.io import atomic_write_text
@@ -27,10 +29,11 @@ class ArtifactFailed(RuntimeError):
 
 def artifact_path(backend: str, spec: ModelSpec, quant: str, max_len: int, directory: Path, seed: int = 0) -> Path:
     """Where the artifact of these inputs lives in ``directory`` (the runtime's version is in the name,
-    so upgrading a runtime exports anew)."""
+    so upgrading a runtime exports anew; the cache length only where the artifact holds the cache)."""
     runtime = get_runtime(backend)
     version = hashlib.sha256(installed_version(backend).encode()).hexdigest()[:8]
-    return Path(directory) / backend / f"{spec.spec_hash()}-{quant}-len{max_len}-seed{seed}-v{version}{runtime.suffix}"
+    length = f"-len{max_len}" if runtime.cache_in_artifact else ""
+    return Path(directory) / backend / f"{spec.spec_hash()}-{quant}{length}-seed{seed}-v{version}{runtime.suffix}"
 
 
 def ensure_artifact(
@@ -46,16 +49,17 @@ def ensure_artifact(
     exported now when it is missing or fails its check. :class:`ArtifactFailed` when the export
     process fails; :class:`~lfm2_nas.runtimes.base.ExportError` when the runtime cannot represent
     the layout (checked first, nothing is written)."""
-    get_runtime(backend).check(spec, quant, max_len)
+    runtime = get_runtime(backend)
+    runtime.check(spec, quant, max_len)
     path = artifact_path(backend, spec, quant, max_len, directory, seed)
     found = _verified(path)
-    if found is not None:
-        return found
-    _record(path).unlink(missing_ok=True)
-    artifact = export_artifact(backend, spec, quant, max_len, path, seed=seed)
-    record = {**artifact.to_dict(), "sha256": _sha256(path)}
-    atomic_write_text(_record(path), json.dumps(record, indent=1) + "\n")
-    return artifact
+    if found is None:
+        _record(path).unlink(missing_ok=True)
+        found = export_artifact(backend, spec, quant, max_len, path, seed=seed)
+        record = {**found.to_dict(), "sha256": _sha256(path)}
+        atomic_write_text(_record(path), json.dumps(record, indent=1) + "\n")
+    # a file that does not hold the cache serves every length: it is opened with the one asked for
+    return found if runtime.cache_in_artifact else replace(found, max_len=max_len)
 
 
 def export_artifact(

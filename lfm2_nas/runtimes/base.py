@@ -105,6 +105,9 @@ class Runtime(Protocol):
 
     #: File name suffix of this runtime's artifacts (``.pte``, ``.gguf``).
     suffix: str
+    #: Whether the artifact itself holds the cache (sized for ``max_len``), so each cache length is a
+    #: file of its own; otherwise ``max_len`` is only a load-time setting and one file serves them all.
+    cache_in_artifact: bool
 
     def check(self, spec: ModelSpec, quant: str, max_len: int) -> None:
         """Raise :class:`ExportError` (one line) when ``spec``, ``quant`` or a cache of ``max_len``

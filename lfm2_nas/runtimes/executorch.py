@@ -461,6 +461,7 @@ class ExecuTorchRuntime:
     quants = QUANTS["executorch"]
     install_hint = INSTALL["executorch"]
     suffix = ".pte"
+    cache_in_artifact = True  # the K/V and conv buffers are planned into the program
 
     def check(self, spec: ModelSpec, quant: str, max_len: int) -> None:
         """:class:`ExportError` for a scheme this runtime lacks or a cache length the layout cannot hold

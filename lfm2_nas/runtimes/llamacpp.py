@@ -318,6 +318,7 @@ class LlamaCppRuntime:
     quants: tuple[str, ...] = QUANTS
     install_hint = INSTALL_HINT
     suffix = ".gguf"
+    cache_in_artifact = False  # the GGUF holds weights only; n_ctx is chosen when a context is created
 
     def check(self, spec: ModelSpec, quant: str, max_len: int) -> None:
         """:class:`ExportError` for what llama.cpp cannot represent (:func:`.gguf_export.check_exportable`)."""
