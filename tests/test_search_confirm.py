@@ -257,3 +257,19 @@ def test_non_transitive_decisions_are_found_as_cycles():
     assert non_transitive([(12, 14), (14, 23), (23, 12), (0, 12), (17, 0)]) == [[12, 14, 23]]
     assert non_transitive([(1, 2), (2, 3), (1, 3)]) == []  # a consistent order
     assert non_transitive([(1, 2), (2, 1), (3, 4), (4, 3)]) == [[1, 2], [3, 4]]
+
+
+def test_limits_set_on_the_study_machine_are_scaled_when_confirming_on_other_hardware(tmp_path):
+    specs, candidates = _candidates()
+    plan = Plan(rounds=6, processes=2, seeds=(1, 2, 3), budgets=(0.1,))
+    records = run_confirmation(candidates, plan, NoisyMeasurer(specs), tmp_path, "fp")
+    config = tiny_config("\n[budget]\ndecode_ms = 45.0\n", **TEXT)  # set on a machine 1.5x faster than this one
+    here = summarize_confirmation(records, candidates, config, raw_front=[2, 3, 4])
+    assert here["confirmed_front"] == [] and here["limit_scale"] == {}
+    assert all(e["note"].startswith("over the study's limit on decode_ms") for e in here["layouts"])
+    moved = summarize_confirmation(records, candidates, config, raw_front=[2, 3, 4],
+                                   moved_from=("faster-hardware", {"decode_ms": 40.0, "prefill_ms": 1000.0}))
+    reference_mean = np.mean([r["decode_ms"] for r in records if r["kind"] == "latency" and r["trial"] == 0])
+    assert moved["limit_scale"] == {"decode_ms": pytest.approx(reference_mean / 40.0)}  # no prefill limit to scale
+    assert moved["confirmed_front"] == [2, 4] and moved["study_hardware"] == "faster-hardware"
+    assert any(s.startswith("measured on other hardware than the study (faster-hardware)") for s in moved["statements"])

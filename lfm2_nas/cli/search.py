@@ -328,7 +328,7 @@ def confirm(
     """
     import json
 
-    from lfm2_nas.report.confirmed import CONFIRM_ATTR, confirm_candidates, summarize_confirmation
+    from lfm2_nas.report.confirmed import MEASURED, CONFIRM_ATTR, confirm_candidates, summarize_confirmation
     from lfm2_nas.report.export import write_confirmation
     from lfm2_nas.report.trials import summarize_study
     from lfm2_nas.search.confirm import FOLDER, Plan, confirm_seeds, run_confirmation
@@ -362,7 +362,10 @@ def confirm(
     finally:
         signal.signal(signal.SIGTERM, previous)
     raw_front = [r["trial"] for r in summarize_study(config, loaded)["pareto_front"]]
-    result = summarize_confirmation(records, candidates, config, raw_front, confidence)
+    attrs = loaded.trials[candidates[0].trial].user_attrs
+    moved = attrs.get("hardware_slug") not in (None, evaluator.hardware().get("slug"))
+    moved_from = (attrs["hardware_slug"], {k: attrs[k] for k in MEASURED if k in attrs}) if moved else None
+    result = summarize_confirmation(records, candidates, config, raw_front, confidence, moved_from)
     write_confirmation(result, folder / FOLDER)
     loaded.set_user_attr(CONFIRM_ATTR, result)
     _write_outputs(config, loaded, folder)

@@ -13,6 +13,7 @@ summary is stored on the study as the user attribute :data:`CONFIRM_ATTR`, so ``
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from itertools import combinations
 from typing import TYPE_CHECKING, Any
@@ -74,9 +75,15 @@ def confirm_candidates(config: SearchConfig, study: optuna.Study, trials: Sequen
 
 
 def summarize_confirmation(records: Sequence[dict[str, Any]], candidates: Sequence[Candidate], config: SearchConfig,
-                           raw_front: Sequence[int], confidence: float = 0.95) -> dict[str, Any]:
+                           raw_front: Sequence[int], confidence: float = 0.95,
+                           moved_from: tuple[str, dict[str, float]] | None = None) -> dict[str, Any]:
     """What ``records`` (from :func:`lfm2_nas.search.confirm.run_confirmation`) say about ``candidates``
-    (the reference LFM2 seed first) under ``config``'s front objectives, at ``confidence``."""
+    (the reference LFM2 seed first) under ``config``'s front objectives, at ``confidence``.
+
+    ``moved_from``: ``(hardware, figures)`` when the confirmation runs on other hardware than the study
+    did: the study's hardware and its figures for the reference (``decode_ms``, ...). A ``[budget]``
+    limit in milliseconds or bytes holds for the machine it was set on, so each is then scaled by the
+    reference's re-measured mean over its study figure (``limit_scale`` in the result)."""
     from lfm2_nas.report.trials import front_objectives
 
     objectives = [(o.name, o.direction.name.lower()) for o in front_objectives(config)]
@@ -105,6 +112,13 @@ def summarize_confirmation(records: Sequence[dict[str, Any]], candidates: Sequen
             out.append(-sign if direction == "maximize" else sign)
         return tuple(out)
 
+    limits, scale = _limits(config), {}
+    if moved_from is not None:
+        for name, figure in moved_from[1].items():
+            values = list(latency[reference][name].values()) if name in latency[reference] else []
+            if name in limits and values and figure:
+                scale[name] = statistics.fmean(values) / figure
+                limits[name] *= scale[name]
     layouts, excluded = [], {}
     for c in candidates:
         entry: dict[str, Any] = {"trial": c.trial, "role": c.role, "pattern": c.spec.pattern,
@@ -123,11 +137,12 @@ def summarize_confirmation(records: Sequence[dict[str, Any]], candidates: Sequen
                 null = 0.0 if name == "quality" else 1.0
                 entry["vs_reference"][name] = _safe({**interval.to_dict(), "beyond_noise": interval.sign(null) != 0})
         missing = [name for name, _ in objectives if entry[name] is None]
-        over = [name for name, limit in _limits(config).items() if entry[name] and entry[name]["estimate"] > limit]
+        over = [name for name, limit in limits.items() if entry[name] and entry[name]["estimate"] > limit]
         if missing:
             excluded[c.trial] = f"not measured: {', '.join(missing)}"
         elif over:
-            excluded[c.trial] = f"over the study's limit on {', '.join(over)} (re-measured mean)"
+            excluded[c.trial] = (f"over the study's limit on {', '.join(over)} (re-measured mean"
+                                 f"{', limit scaled to this machine' if scale else ''})")
         layouts.append(entry)
 
     judged = [c.trial for c in candidates if c.trial not in excluded]
@@ -147,6 +162,10 @@ def summarize_confirmation(records: Sequence[dict[str, Any]], candidates: Sequen
     statements = [_statement(e, label, objectives, metric) for e in layouts if e["beats_reference"]]
     if not statements:
         statements = [f"nothing here beats {label} beyond the noise"]
+    if scale:
+        statements.append(f"measured on other hardware than the study ({moved_from[0]}): its limits were scaled by "
+                          f"{label}'s re-measured mean over its study figure ("
+                          + ", ".join(f"{_WORDS[n][0]} x{v:.2f}" for n, v in scale.items()) + ")")
     trades = [e["trial"] for e in layouts if e["confirmed"] and {-1, 1} <= set(signs(e["trial"], reference))]
     if trades:
         statements.append(f"trial(s) {', '.join(map(str, trades))} trade one objective for another against {label} "
@@ -171,6 +190,8 @@ def summarize_confirmation(records: Sequence[dict[str, Any]], candidates: Sequen
         "layouts": layouts,
         "pairs": pairs,
         "non_transitive": cycles,
+        "study_hardware": moved_from[0] if moved_from else None,
+        "limit_scale": scale,
         "statements": statements,
     })
 
