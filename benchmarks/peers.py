@@ -15,7 +15,8 @@ the machine hits LFM2 and peers alike. Speedups are paired by round (a peer's fi
 the same round), and reported as the median over rounds with the lowest and highest round.
 
 ``--cache-fill synthetic`` fills llama.cpp's cache to the depth without running the model over every
-token (:meth:`lfm2_nas.runtimes.llamacpp.LlamaCppSession.fill`); ExecuTorch's cache lives inside its
+token (:meth:`lfm2_nas.runtimes.llamacpp.LlamaCppSession.fill_synthetic`: the K/V rows of a real
+256-token prefill repeated to the depth); ExecuTorch's cache lives inside its
 program and is always filled by a real prefill. Rows are stored per round in
 ``<out>/round-<r>.jsonl``; re-running the command measures only what is missing (and, with
 ``--retry``, what failed or ran on a busy machine). ``--cpu-lock FILE`` holds that lock exclusively

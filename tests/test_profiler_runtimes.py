@@ -63,6 +63,18 @@ def test_a_runtime_row_records_the_runtime_and_is_reused(hardware, tmp_path):
     assert not torch_row.cached and torch_row.key != result.key  # the backend is part of the key
 
 
+def test_a_synthetic_fill_row_is_its_own_measurement_at_the_same_depth(hardware, tmp_path):
+    from lfm2_nas.runtimes.llamacpp import SYNTHETIC_BASE
+
+    deep = replace(FAST, context_depth=SYNTHETIC_BASE + 44)  # past the real part of a synthetic fill
+    store = tmp_path / "rows.jsonl"
+    real = profile_layout("lfm2-tiny", deep, hardware, store=store)
+    synthetic = profile_layout("lfm2-tiny", replace(deep, cache_fill="synthetic"), hardware, store=store)
+    assert real.ok and synthetic.ok, (real.reason, synthetic.reason)
+    assert synthetic.key != real.key and synthetic.to_row()["cache_fill"] == "synthetic"
+    assert synthetic.to_row()["context_depth"] == deep.context_depth and synthetic.to_row()["decode_ms_median"] > 0
+
+
 def test_a_layout_the_runtime_cannot_export_is_refused_before_anything_runs(hardware, tmp_path):
     all_conv = get_spec("lfm2-tiny", pattern="CCCC")
     with pytest.raises(ExportError):

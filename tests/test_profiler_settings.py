@@ -35,6 +35,12 @@ def test_combinations_a_backend_cannot_run_are_refused(kwargs, message):
         Settings(**kwargs)
 
 
+def test_llamacpp_takes_either_cache_fill_and_defaults_to_a_real_prefill():
+    assert Settings(backend="llamacpp").fill == "prefill"
+    assert Settings(backend="llamacpp", cache_fill="synthetic").fill == "synthetic"
+    assert Settings().fill == "synthetic"
+
+
 def test_a_table_crosses_axes_and_zips_lengths():
     settings, problems = read_settings({"prompt_len": [8, 32], "context_depth": [16, 64], "lengths": "zip",
                                         "backend": ["torch", "executorch"], "memory_limit": "300 MiB"},

@@ -571,3 +571,76 @@ def test_importing_the_runtime_loads_neither_torch_nor_llama_cpp():
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _state(session, flags: int = 0) -> np.ndarray:
+    api = session._lib.api
+    size = api.llama_state_seq_get_size_ext(session._ctx, 0, flags)
+    buf = (llamacpp.ctypes.c_uint8 * size)()
+    assert api.llama_state_seq_get_data_ext(session._ctx, buf, size, 0, flags) == size
+    return np.frombuffer(buf, dtype=np.uint8).copy()
+
+
+@pytest.mark.parametrize("quant", ["f32", "q8_0"])  # V stored transposed (flash attention off) / not
+@pytest.mark.parametrize("name", ["mixed", "all_attention"])
+def test_repeat_kv_state_reads_llama_cpp_state_format(quant, name, folder):
+    """Grown to its own length the state comes back byte for byte; grown further it has the size the
+    format implies and llama.cpp takes it; a state cut short or with a wrong tail is refused."""
+    model = _model(LAYOUTS[name], seed=21)
+    spec = model.spec
+    session = RUNTIME.load(_artifact(model, folder, f"state-{name}", quant), threads=1)
+    try:
+        session.prefill(_prompt(spec, 10))
+        state = _state(session)
+        tail = len(_state(session, llamacpp._STATE_PARTIAL_ONLY)) - 8 if session.recurrent else 0  # less its header
+        assert session.recurrent == (spec.num_conv_layers > 0)
+        np.testing.assert_array_equal(llamacpp.repeat_kv_state(state, 10, tail), state)
+        grown = llamacpp.repeat_kv_state(state, 40, tail)
+        row = 2 * spec.num_kv_heads * spec.head_dim * (4 if quant == "f32" else 2)  # K + V bytes per cell and layer
+        assert len(grown) - len(state) == 30 * (12 + spec.num_attention_layers * row)
+        api = session._lib.api
+        buf = (llamacpp.ctypes.c_uint8 * len(grown)).from_buffer(grown)
+        assert api.llama_state_seq_set_data_ext(session._ctx, buf, len(grown), 0, 0) == len(grown)
+        assert llamacpp_pos_max(session) == 39
+        with pytest.raises(ValueError, match="not a llama.cpp state"):
+            llamacpp.repeat_kv_state(state[4:], 40, tail)
+        with pytest.raises(ValueError, match="ends inside its KV part"):
+            llamacpp.repeat_kv_state(state[: len(state) - tail - 1], 40, 0)
+        with pytest.raises(ValueError, match="before the state's end"):
+            llamacpp.repeat_kv_state(state, 40, tail + 4)
+    finally:
+        session.close()
+
+
+@pytest.mark.parametrize("name", ["mixed", "kv_heads_1", "all_attention"])
+def test_synthetic_fill_is_the_repeated_rows_of_a_real_prefill(name, folder, monkeypatch):
+    """After ``fill_synthetic(depth)`` a step runs at ``depth`` over K/V rows that repeat those of a real
+    prefill of the first SYNTHETIC_BASE tokens, with that prefill's conv state: the torch model over a
+    cache built the same way gives the same logits, and rewinding to the depth repeats the step."""
+    monkeypatch.setattr(llamacpp, "SYNTHETIC_BASE", 8)
+    model = _model(LAYOUTS[name], seed=22)
+    spec = model.spec
+    depth, tokens = 45, _prompt(spec, 45, seed=23)
+    session = RUNTIME.load(_artifact(model, folder, f"fill-{name}"), threads=1)
+    try:
+        session.fill_synthetic(depth, tokens)
+        assert session.position == depth and llamacpp_pos_max(session) == depth - 1
+        got = session.step(17)
+        session.step(18)
+        session.rewind(depth)
+        np.testing.assert_array_equal(session.step(17), got)
+    finally:
+        session.close()
+    with torch.no_grad():
+        cache = model.new_cache(1, MAX_LEN)
+        model(torch.tensor([tokens[:8]]), cache)
+        rows = torch.arange(depth) % 8
+        cache.k[:, :, :, :depth] = cache.k[:, :, :, rows].clone()
+        cache.v[:, :, :, :depth] = cache.v[:, :, :, rows].clone()
+        cache.seek(depth)
+        want = model(torch.tensor([[17]]), cache, last_only=True)[0, -1].numpy()
+        cache.reset()
+        real = model(torch.tensor([tokens + [17]]), cache, last_only=True)[0, -1].numpy()
+    np.testing.assert_allclose(got, want, atol=TOLERANCE, rtol=0)
+    if spec.num_attention_layers:  # negative control: the step did not see a real prefill's cache
+        assert np.abs(got - real).max() > 100 * TOLERANCE

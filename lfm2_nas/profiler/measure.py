@@ -154,7 +154,9 @@ def _environment(torch: Any, device: str) -> dict[str, Any]:
 def measure_artifact(spec: dict[str, Any], settings: dict[str, Any], artifact: dict[str, Any]) -> dict[str, Any]:
     """Measure a deployment runtime's exported artifact (child target), with the contract of
     :func:`measure_layout`: the runtime loaded with the settings' threads; its cache filled to the depth
-    by a real prefill of random tokens; single decode steps timed, the cache rewound to the depth before
+    by a real prefill of random tokens (``cache_fill = "prefill"``) or, where the session has one, its
+    synthetic fill (``"synthetic"``: :meth:`lfm2_nas.runtimes.llamacpp.LlamaCppSession.fill_synthetic`);
+    single decode steps timed, the cache rewound to the depth before
     each (every sample runs at the same depth); the prompt timed from an empty cache. Memory: the
     process's resident set, with the runtime's own buffer sizes (``runtime_weights_bytes``,
     ``runtime_cache_bytes``, ``runtime_compute_bytes``) where it shows them; ``weights_bytes`` is the
@@ -180,7 +182,9 @@ def measure_artifact(spec: dict[str, Any], settings: dict[str, Any], artifact: d
     peaks = [probe.peak_bytes()]
     runtime_memory = session.memory()
     cache_bytes = runtime_memory.get("cache_bytes") or 0
-    if history:
+    if history and wl.fill == "synthetic":
+        session.fill_synthetic(wl.context_depth, history)
+    elif history:
         session.prefill(history)
     perf = getattr(session, "perf", None)
 

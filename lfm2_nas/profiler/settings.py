@@ -12,8 +12,8 @@ runtime            ``backend`` (torch, executorch, llamacpp) and its ``quant`` s
                    (:data:`lfm2_nas.runtimes.QUANTS`; default: the backend's first)
 timing             ``warmup`` untimed calls, then samples until ``min_count`` samples AND
                    ``min_duration_s`` seconds; ``processes`` independent measuring processes
-                   (samples pooled); ``cache_fill`` (synthetic or prefill; deployment runtimes:
-                   always prefill)
+                   (samples pooled); ``cache_fill`` (synthetic or prefill; default synthetic for
+                   torch, prefill for llamacpp; executorch: prefill only)
 caps               ``memory_limit`` (``"300 MiB"`` or bytes) above the measuring process's start-up
                    size; ``timeout_s`` per measuring process
 =================  ==========================================================================
@@ -109,8 +109,9 @@ class Settings:
 
     @property
     def fill(self) -> str:
-        """``cache_fill``, or the backend's default: ``synthetic`` for torch; a deployment runtime's cache
-        lives inside its program and is always filled by a real prefill."""
+        """``cache_fill``, or the backend's default: ``synthetic`` for torch, ``prefill`` for the
+        deployment runtimes (llamacpp can be asked for ``synthetic``; ExecuTorch's cache lives inside
+        its program and is always filled by a real prefill)."""
         return self.cache_fill or ("synthetic" if self.backend == "torch" else "prefill")
 
     @property
@@ -253,7 +254,7 @@ def _combination_problems(s: Settings) -> list[str]:
     if s.dtype != "float32":
         problems.append(f"dtype: the {s.backend} backend's weights are set by quant ({', '.join(schemes)}); "
                         "dtype applies to the torch backend only: leave it float32")
-    if s.cache_fill == "synthetic":
+    if s.cache_fill == "synthetic" and s.backend == "executorch":
         problems.append(f"cache_fill: the {s.backend} backend's cache lives inside its program: it is filled by "
                         "a real prefill (cache_fill = \"prefill\")")
     return problems

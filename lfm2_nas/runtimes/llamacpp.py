@@ -412,6 +412,88 @@ def _set(struct: Any, **fields: Any) -> Any:
     return struct
 
 
+#: Positions a synthetic fill (:meth:`LlamaCppSession.fill_synthetic`) runs for real before repeating them.
+SYNTHETIC_BASE = 256
+_GGML_TYPE_SIZE = {_GGML_TYPE_F32: 4, _GGML_TYPE_F16: 2}
+_STATE_MAGIC = 0xAF143CD8  # io_magic, src/llama-context.cpp: opens every sequence state, then the sequence id
+_STATE_HEADER_BYTES = 8
+
+
+def repeat_kv_state(state: np.ndarray, depth: int, tail_bytes: int) -> np.ndarray:
+    """The sequence state ``state`` (``llama_state_seq_get_data_ext``, flags 0) with its KV cache
+    grown to ``depth`` cells at positions ``0 .. depth-1``, cell ``i`` holding the K/V rows of saved
+    cell ``i mod n``; what follows the KV part (a hybrid model's recurrent state: ``tail_bytes``,
+    0 without one) kept, but for the position of its one cell, moved from ``n-1`` to ``depth-1``
+    (``llama_memory_recurrent::state_write``, ``src/llama-memory-recurrent.cpp``: u32 cells, then
+    per cell i32 position and u32 sequence count, 0 for one sequence's state).
+
+    The state opens with u32 magic ``0xaf143cd8`` and the i32 sequence id (``llama_context::
+    state_seq_get_data``, ``src/llama-context.cpp``). The KV part, as ``llama_kv_cache::state_write``
+    writes it (``src/llama-kv-cache.cpp``): u32 streams
+    (1 here), u32 cells ``n``; per cell i32 position, u32 sequence count (1), i32 sequence id; u32
+    ``v_trans``, u32 layers; per layer i32 K type, u64 row bytes, ``n`` rows; then per layer either
+    i32 V type, u64 row bytes, ``n`` rows, or (``v_trans``) i32 V type, u32 element bytes, u32 V
+    width, per V dimension ``n`` elements. Anything else (several streams, M-RoPE cell extras,
+    quantized cache types, a part that does not end ``tail_bytes`` before the end) raises ``ValueError``."""
+    if state.dtype != np.uint8 or state.ndim != 1:
+        raise ValueError("state must be a flat uint8 array")
+    at = 0
+
+    def take(dtype: str, count: int = 1) -> np.ndarray:
+        nonlocal at
+        item = np.dtype(dtype).itemsize * count
+        if at + item > len(state):
+            raise ValueError("the sequence state ends inside its KV part")
+        out = state[at : at + item].view(dtype)
+        at += item
+        return out
+
+    magic, sequence = (int(v) for v in take("<u4", 2))
+    if magic != _STATE_MAGIC or sequence != 0:
+        raise ValueError(f"not a llama.cpp state of sequence 0 (magic {magic:#x}, sequence {sequence})")
+    streams, cells = (int(v) for v in take("<u4", 2))
+    if streams != 1 or cells < 1:
+        raise ValueError(f"expected one KV stream with cells, got {streams} stream(s) and {cells} cell(s)")
+    meta = take("<i4", 3 * cells).reshape(cells, 3)
+    if not (np.array_equal(meta[:, 0], np.arange(cells)) and (meta[:, 1] == 1).all() and (meta[:, 2] == 0).all()):
+        raise ValueError("the saved cells are not positions 0..n-1 of sequence 0 (or carry extra cell data)")
+    v_trans, count = (int(v) for v in take("<u4", 2))
+    if v_trans not in (0, 1) or count < 1:
+        raise ValueError(f"the KV part holds {count} layer(s) with v_trans {v_trans}")
+    repeat = np.arange(depth) % cells
+    parts: list[np.ndarray] = [np.array([_STATE_MAGIC, 0, 1, depth], dtype="<u4").view(np.uint8)]
+    new_meta = np.zeros((depth, 3), dtype="<i4")
+    new_meta[:, 0], new_meta[:, 1] = np.arange(depth), 1
+    parts += [new_meta.reshape(-1).view(np.uint8), np.array([v_trans, count], dtype="<u4").view(np.uint8)]
+    for kind in ("K", "V"):
+        for _ in range(count):
+            start = at
+            kv_type = int(take("<i4")[0])
+            if kind == "K" or not v_trans:
+                row = int(take("<u8")[0])
+                if kv_type not in _GGML_TYPE_SIZE or row % _GGML_TYPE_SIZE[kv_type]:
+                    raise ValueError(f"{kind} cache type {kv_type} with {row}-byte rows is not f32/f16")
+                head = state[start:at]
+                rows = take("u1", cells * row).reshape(cells, row)[repeat]
+            else:
+                element, width = (int(v) for v in take("<u4", 2))
+                if _GGML_TYPE_SIZE.get(kv_type) != element:
+                    raise ValueError(f"V cache type {kv_type} with {element}-byte elements is not f32/f16")
+                head = state[start:at]
+                rows = take("u1", width * cells * element).reshape(width, cells, element)[:, repeat]
+            parts += [head, rows.reshape(-1)]
+    if len(state) - at != tail_bytes:
+        raise ValueError(f"the KV part ends {len(state) - at} bytes before the state's end, expected {tail_bytes}")
+    tail = state[at:].copy()
+    if tail_bytes:
+        count, position, sequences = (int(v) for v in tail[:12].view("<i4"))
+        if (count, position, sequences) != (1, cells - 1, 0):
+            raise ValueError(f"the recurrent part is not one cell at position {cells - 1} (cells {count}, position {position})")
+        tail[4:8] = np.array([depth - 1], dtype="<i4").view(np.uint8)
+    parts.append(tail)
+    return np.concatenate(parts)
+
+
 class LlamaCppSession:
     """A GGUF loaded in llama.cpp with a batch-1 context of ``max_len`` positions (see module docstring)."""
 
@@ -523,6 +605,40 @@ class LlamaCppSession:
         if not api.llama_memory_seq_rm(self._mem, 0, depth, -1):
             raise RuntimeError(f"llama.cpp could not drop cache positions >= {depth}: {self._lib.errors()}")
         del self._history[depth:]
+
+    def fill_synthetic(self, depth: int, tokens: Sequence[int]) -> None:
+        """Bring the cache to ``depth`` positions without running the model over each of them.
+
+        A real prefill of the first ``min(depth, SYNTHETIC_BASE)`` of ``tokens``; its K/V rows are then
+        repeated up to ``depth`` cells at positions ``0 .. depth-1`` (:func:`repeat_kv_state`) and written
+        back with ``llama_state_seq_set_data_ext``; the conv state is the prefill's. Every decode kernel
+        reads each cached row whatever its values (no data-dependent branches), so a step at this depth
+        does the work it does after a real prefill of ``depth`` tokens, which at depth 16384 takes
+        minutes on two cores. :meth:`rewind` to ``depth`` then works as after a prefill."""
+        if not 1 <= depth <= self.max_len or len(tokens) < depth:
+            raise ValueError(f"a synthetic fill needs 1..{self.max_len} positions and as many tokens, got {depth}")
+        base = min(depth, SYNTHETIC_BASE)
+        self.prefill(tokens[:base])
+        if depth == base:
+            return
+        api = self._lib.api
+        size = api.llama_state_seq_get_size_ext(self._ctx, 0, 0)
+        state = (ctypes.c_uint8 * size)()
+        if api.llama_state_seq_get_data_ext(self._ctx, state, size, 0, 0) != size:
+            raise RuntimeError(f"llama.cpp could not copy out the sequence state: {self._lib.errors()}")
+        partial = api.llama_state_seq_get_size_ext(self._ctx, 0, _STATE_PARTIAL_ONLY) if self.recurrent else 0
+        tail = max(partial - _STATE_HEADER_BYTES, 0)  # the recurrent part: a partial state less its header
+        filled = repeat_kv_state(np.frombuffer(state, dtype=np.uint8), depth, tail)
+        del state
+        mark = self._lib.mark()
+        written = api.llama_state_seq_set_data_ext(
+            self._ctx, (ctypes.c_uint8 * len(filled)).from_buffer(filled), len(filled), 0, 0)
+        if written != len(filled) or api.llama_memory_seq_pos_max(self._mem, 0) != depth - 1:
+            raise RuntimeError(f"llama.cpp did not take a synthetic cache of {depth} positions: {self._lib.errors(mark)}")
+        del filled
+        self._history = [int(tokens[i % base]) for i in range(depth)]
+        if self.recurrent:
+            self._snapshot = (depth, self._save_recurrent())
 
     @property
     def position(self) -> int:
