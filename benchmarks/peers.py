@@ -23,7 +23,8 @@ program and is always filled by a real prefill. Rows are stored per round in
 around each measurement, so other work that takes it runs between rows. At the end: ``rows.csv``,
 ``speedups.csv`` (one line per LFM2 model, peer, scheme, phase and point), ``summary.json`` (with each
 model's cost-model terms: parameters, embedding share, KV bytes per token, FLOPs per token and the
-attention share of them) and ``peers.png``. The last printed line is the summary.
+attention share of them), ``peers.png`` and ``report.md`` (the same as tables). The last printed line
+is the summary.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ def main() -> None:
     write_tables(speedups, args.out, stem="speedups")
     atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=2) + "\n")
     plot(speedups, summary, args.out / "peers.png")
+    atomic_write_text(args.out / "report.md", report(summary))
     print(json.dumps(summary))
 
 
@@ -216,6 +218,57 @@ def summarize(rows: list[dict[str, Any]], speedups: list[dict[str, Any]], args: 
         "speedups": speedups,
         "cost": {m: cost_terms(m, prompts, depths) for m in models},
     }
+
+
+def report(summary: dict[str, Any]) -> str:
+    """``summary`` as a markdown document: the matched pairings' speedups, every measured figure with
+    its peak memory, and the cost-model terms of each model."""
+    import pandas as pd
+
+    from lfm2_nas.report.markdown import Document, count, ms, nbytes, percent, ratio
+
+    doc = Document("LFM2 vs peers in the deployment runtimes",
+                   f"Hardware profile {summary['hardware']}; {summary['threads']} threads; {summary['rounds']} rounds; "
+                   f"llama.cpp cache fill {summary['cache_fill_llamacpp']}; {summary['rows']} rows "
+                   f"({summary['failed_rows']} failed, {summary['busy_rows']} busy, both left out).")
+    speedups = pd.DataFrame(summary["speedups"])
+    if not speedups.empty:
+        matched = speedups[speedups["matched"] != "-"].copy()
+        matched["low-high"] = [f"{ratio(lo)}-{ratio(hi)}" if lo else "" for lo, hi in
+                               zip(matched["speedup_low"], matched["speedup_high"])]
+        doc.section("Speedups at matched pairings",
+                    "peer ms / LFM2 ms (above 1: LFM2 faster), median over the rounds paired, lowest and highest "
+                    "round; `params`: the peer nearest in parameters, `quality`: the same quality tier. "
+                    "Prefill points are prompt lengths, decode points cached depths. Every pairing: speedups.csv.")
+        doc.table(matched, {"lfm2_ms": ms, "peer_ms": ms, "speedup": ratio},
+                  ["lfm2", "peer", "matched", "scheme", "phase", "point", "lfm2_ms", "peer_ms", "speedup", "low-high",
+                   "rounds_paired"])
+    measured = pd.DataFrame(summary["measured"])
+    if not measured.empty:
+        measured["peak memory"] = [
+            summary["peak_bytes"].get(next((k for k in summary["peak_bytes"]
+                                            if k.startswith(f"{m} {s} ") and _point_of(k, phase) == point), ""))
+            for m, s, phase, point in zip(measured["model"], measured["scheme"], measured["phase"], measured["point"])]
+        doc.section("Measured", "ms: median over rounds (lowest, highest round); peak memory: the measuring "
+                    "process's resident peak above its start, highest over rounds, of the process that timed it.")
+        doc.table(measured, {"ms_median": ms, "ms_low": ms, "ms_high": ms, "peak memory": nbytes},
+                  ["model", "scheme", "phase", "point", "rounds", "ms_median", "ms_low", "ms_high", "peak memory"])
+    terms = pd.DataFrame([{"model": m, "params": c["params"], "embedding share": c["embedding_params"] / c["params"],
+                           "vocab": c["vocab_size"], "layers": c["layers"], "attention layers": c["attention_layers"],
+                           "KV bytes/token (f16)": c["kv_bytes_per_token_f16"],
+                           **{f"attention FLOP share, decode at {d}": c["decode_attention_share"][d]
+                              for d in c["decode_attention_share"]}}
+                          for m, c in summary["cost"].items()])
+    doc.section("Cost-model terms", "from lfm2_nas.cost: what a decode step reads and computes.")
+    doc.table(terms, {"params": count, "embedding share": percent, "KV bytes/token (f16)": nbytes,
+                      **{c: percent for c in terms.columns if c.startswith("attention FLOP share")}})
+    return doc.text()
+
+
+def _point_of(peak_key: str, phase: str) -> int:
+    """The prompt (prefill) or depth (decode) of a ``summary["peak_bytes"]`` key ``"model scheme P:D"``."""
+    prompt, _, depth = peak_key.rsplit(" ", 1)[1].partition(":")
+    return int(prompt if phase == "prefill" else depth)
 
 
 def plot(speedups: list[dict[str, Any]], summary: dict[str, Any], path: Path) -> None:

@@ -143,6 +143,27 @@ def test_peers_speedups_are_paired_by_round_and_skip_busy_rows():
     assert prefill["lfm2_ms"] == 100.0 and prefill["peer_ms"] == 350.0
 
 
+def test_peers_report_tables_the_matched_speedups_and_the_cost_terms():
+    import argparse
+
+    peers = _load_peers()
+
+    def row(layout, r, prefill, decode, peak):
+        return {"layout": layout, "backend": "llamacpp", "quant": "q4_0", "prompt_len": 512, "context_depth": 4096,
+                "round": r, "ok": True, "busy": False, "prefill_ms_median": prefill, "decode_ms_median": decode,
+                "peak_bytes": peak}
+
+    rows = [row("lfm2-350m", 0, 100.0, 10.0, 2**30), row("qwen3-0.6b", 0, 300.0, 25.0, 2 * 2**30)]
+    args = argparse.Namespace(points=[(512, 4096)], lfm2=["lfm2-350m"], peers=["qwen3-0.6b"], threads=2, rounds=1,
+                              cache_fill="synthetic")
+    speedups = peers.speedup_rows(rows, args.lfm2, args.peers)
+    text = peers.report(peers.summarize(rows, speedups, args, "cpu-test"))
+    matched = [line for line in text.splitlines() if line.startswith("| lfm2-350m | qwen3-0.6b | params+quality")]
+    assert len(matched) == 2 and "3.00x" in matched[1] and "2.50x" in matched[0]  # decode sorts before prefill
+    assert "| qwen3-0.6b | llamacpp:q4_0 | decode | 4096 | 1 | 25.00 | 25.00 | 25.00 | 2.00 GiB |" in text
+    assert "| lfm2-350m | 354.5M |" in text and "| qwen3-0.6b | 596.0M | 26.1% | 151,936 | 28 | 28 | 112.00 KiB |" in text
+
+
 def test_peers_points_are_prompt_colon_depth():
     import argparse
 
