@@ -172,3 +172,13 @@ def test_peers_points_are_prompt_colon_depth():
     for bad in ("512", "a:1", "0:10"):
         with pytest.raises(argparse.ArgumentTypeError):
             peers.parse_point(bad)
+
+
+def test_the_runner_check_refuses_a_layout_with_conv_layers_in_one_line():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "executorch_runner_check.py"), "--layout", "lfm2-350m"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith("lfm2-350m has conv layers: ExecuTorch's runner cannot call its program")
