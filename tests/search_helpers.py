@@ -60,7 +60,8 @@ class AnalyticEvaluator:
 
     ``fail`` maps a layout pattern to a failure reason (profiling fails with it); ``sleep_s`` makes
     each latency measurement take that long (to overlap workers or to kill a run mid-trial);
-    ``log`` appends one JSON line per measured trial (pid and spec hash) to a file.
+    ``log`` appends one JSON line per measured trial (pid and spec hash) to a file and, with
+    ``sleep_s``, one (pid, ``measuring`` and the time ``at``) as each measurement starts its sleep.
     """
 
     def __init__(self, fail: dict[str, str] | None = None, sleep_s: float = 0.0, log: str | None = None,
@@ -78,6 +79,9 @@ class AnalyticEvaluator:
     def latency(self, spec: ModelSpec) -> LatencyResult:
         self.calls["latency"] += 1
         if self.sleep_s:
+            if self.log:
+                with open(self.log, "a") as f:
+                    f.write(json.dumps({"pid": os.getpid(), "measuring": spec.spec_hash(), "at": time.time()}) + "\n")
             time.sleep(self.sleep_s)
         if spec.pattern in self.fail:
             return LatencyResult(ok=False, reason=self.fail[spec.pattern])

@@ -208,15 +208,25 @@ def test_a_journal_damaged_by_an_older_version_is_repaired_or_named(tmp_path, mo
 # ---- killed workers, and several runs on one machine ----------------------------------------------
 
 
-def _wait_mid_trial(storage, study_name, owner_pid, deadline_s=60):
+def _kill_mid_measurement(storage, study_name, victim, log, sleep_s, deadline_s=60):
+    """SIGKILL ``victim`` inside a latency measurement (announced in ``log`` as its ``sleep_s`` sleep
+    starts), so the kill lands mid-trial, never between trials or before the trial is stamped with
+    its owner; returns the trial it was running."""
     deadline = time.time() + deadline_s
     while time.time() < deadline:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.user_attrs.get("worker", {}).get("pid") == owner_pid and "non_embedding_params" in t.user_attrs:
-                return t
-        time.sleep(0.05)
-    raise AssertionError("the worker never got mid-trial")
+        complete = log.read_text().split("\n")[:-1] if log.exists() else []  # a line being written is left
+        events = [e for e in map(json.loads, complete) if e.get("pid") == victim.pid]
+        if events and "measuring" in events[-1] and time.time() - events[-1]["at"] < sleep_s / 2:
+            break
+        time.sleep(0.01)
+    else:
+        raise AssertionError("the worker never started a measurement")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    (orphan,) = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                 if t.user_attrs.get("worker", {}).get("pid") == victim.pid]
+    return orphan
 
 
 def test_three_workers_two_kills_nothing_lost_nothing_measured_twice(tmp_path):
@@ -229,10 +239,7 @@ def test_three_workers_two_kills_nothing_lost_nothing_measured_twice(tmp_path):
     workers = [_worker(path, "tiny", "--sleep", "0.4", log=log) for _ in range(3)]
     kills = []
     for victim in workers[:2]:
-        orphan = _wait_mid_trial(storage, "tiny", victim.pid)
-        time.sleep(0.1)  # inside the measurement, not inside a journal write
-        victim.send_signal(signal.SIGKILL)
-        victim.wait()
+        orphan = _kill_mid_measurement(storage, "tiny", victim, log, sleep_s=0.4)
         kills.append((orphan.number, time.time()))
     survivor = workers[2]
     _, err = survivor.communicate(timeout=180)
