@@ -101,12 +101,13 @@ def main() -> None:
     parser.add_argument("--cpu-lock", default=None, help="lock file held exclusively around each measurement")
     parser.add_argument("--retry", action="store_true", help="measure failed and busy rows again")
     parser.add_argument("--out", type=Path, default=Path("experiments") / "lfm2-vs-peers")
+    parser.add_argument("--report-only", action="store_true",
+                        help="measure nothing: rebuild the tables, plot and report from the stored rows (of one CPU)")
     args = parser.parse_args()
     unknown = [m for m in args.lfm2 + args.peers if m not in OFFICIAL_PARAMS]
     if unknown:
         parser.error(f"unknown model(s) {', '.join(unknown)}: choose from {', '.join(OFFICIAL_PARAMS)}")
 
-    hardware = load_or_measure_hardware("cpu")
     models = list(dict.fromkeys(args.lfm2 + args.peers))
     items = [(m, b, p, d) for m in models for b in args.backends for p, d in args.points]
 
@@ -118,10 +119,19 @@ def main() -> None:
             cache_fill=args.cache_fill if name == "llamacpp" else "prefill", timeout_s=args.timeout_s,
         )
 
-    measure_rounds(items, args.rounds, args.out, settings_of, hardware, lock=args.cpu_lock, retry=args.retry)
-    rows = stored_rows(args.out)  # every stored row, earlier invocations' included
+    if args.report_only:
+        labels = sorted({r["hardware"] for r in stored_rows(args.out)})
+        if len(labels) != 1:
+            parser.error(f"--report-only needs the rows of one CPU under {args.out}; found {labels or 'none'}")
+        label = labels[0]
+    else:
+        hardware = load_or_measure_hardware("cpu")
+        label = hardware.label
+        measure_rounds(items, args.rounds, args.out, settings_of, hardware, lock=args.cpu_lock, retry=args.retry)
+    # every stored row, earlier invocations' included, of this CPU only (never pooled across CPUs)
+    rows = [r for r in stored_rows(args.out) if r["hardware"] == label]
     speedups = speedup_rows(rows, args.lfm2, args.peers)
-    summary = summarize(rows, speedups, args, hardware.label)
+    summary = summarize(rows, speedups, args, label)
     write_tables(rows, args.out)
     write_tables(speedups, args.out, stem="speedups")
     atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -233,7 +243,7 @@ def report(summary: dict[str, Any]) -> str:
                    f"({summary['failed_rows']} failed, {summary['busy_rows']} busy, both left out).")
     speedups = pd.DataFrame(summary["speedups"])
     if not speedups.empty:
-        matched = speedups[speedups["matched"] != "-"].copy()
+        matched = speedups[(speedups["matched"] != "-") & speedups["speedup"].notna()].copy()
         matched["low-high"] = [f"{ratio(lo)}-{ratio(hi)}" if lo else "" for lo, hi in
                                zip(matched["speedup_low"], matched["speedup_high"])]
         doc.section("Speedups at matched pairings",
@@ -260,7 +270,7 @@ def report(summary: dict[str, Any]) -> str:
                               for d in c["decode_attention_share"]}}
                           for m, c in summary["cost"].items()])
     doc.section("Cost-model terms", "from lfm2_nas.cost: what a decode step reads and computes.")
-    doc.table(terms, {"params": count, "embedding share": percent, "KV bytes/token (f16)": nbytes,
+    doc.table(terms, {"params": count, "embedding share": percent, "vocab": str, "KV bytes/token (f16)": nbytes,
                       **{c: percent for c in terms.columns if c.startswith("attention FLOP share")}})
     return doc.text()
 
