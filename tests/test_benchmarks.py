@@ -161,7 +161,7 @@ def test_peers_report_tables_the_matched_speedups_and_the_cost_terms():
     matched = [line for line in text.splitlines() if line.startswith("| lfm2-350m | qwen3-0.6b | params+quality")]
     assert len(matched) == 2 and "3.00x" in matched[1] and "2.50x" in matched[0]  # decode sorts before prefill
     assert "| qwen3-0.6b | llamacpp:q4_0 | decode | 4096 | 1 | 25.00 | 25.00 | 25.00 | 2.00 GiB |" in text
-    assert "| lfm2-350m | 354.5M |" in text and "| qwen3-0.6b | 596.0M | 26.1% | 151,936 | 28 | 28 | 112.00 KiB |" in text
+    assert "| lfm2-350m | 354.5M |" in text and "| qwen3-0.6b | 596.0M | 26.1% | 151936 | 28 | 28 | 112.00 KiB |" in text
 
 
 def test_peers_points_are_prompt_colon_depth():
