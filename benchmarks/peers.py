@@ -216,9 +216,9 @@ def summarize(rows: list[dict[str, Any]], speedups: list[dict[str, Any]], args: 
     return {
         "benchmark": "lfm2-vs-peers",
         "hardware": hardware,
-        "threads": args.threads,
-        "rounds": args.rounds,
-        "cache_fill_llamacpp": args.cache_fill,
+        "threads": _distinct(rows, "threads"),  # from the rows, not the flags: --report-only sets none
+        "rounds": len({r["round"] for r in rows}),
+        "cache_fill_llamacpp": _distinct([r for r in rows if r["backend"] == "llamacpp"], "cache_fill"),
         "rows": len(rows),
         "failed_rows": sum(not r["ok"] for r in rows),
         "busy_rows": sum(bool(r.get("busy")) for r in rows),
@@ -228,6 +228,11 @@ def summarize(rows: list[dict[str, Any]], speedups: list[dict[str, Any]], args: 
         "speedups": speedups,
         "cost": {m: cost_terms(m, prompts, depths) for m in models},
     }
+
+
+def _distinct(rows: list[dict[str, Any]], key: str) -> str:
+    """The values ``rows`` hold under ``key``, sorted and joined ("-" for none)."""
+    return ", ".join(str(v) for v in sorted({r[key] for r in rows})) or "-"
 
 
 def report(summary: dict[str, Any]) -> str:

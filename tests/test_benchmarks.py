@@ -151,13 +151,13 @@ def test_peers_report_tables_the_matched_speedups_and_the_cost_terms():
     def row(layout, r, prefill, decode, peak):
         return {"layout": layout, "backend": "llamacpp", "quant": "q4_0", "prompt_len": 512, "context_depth": 4096,
                 "round": r, "ok": True, "busy": False, "prefill_ms_median": prefill, "decode_ms_median": decode,
-                "peak_bytes": peak}
+                "peak_bytes": peak, "threads": 2, "cache_fill": "synthetic"}
 
     rows = [row("lfm2-350m", 0, 100.0, 10.0, 2**30), row("qwen3-0.6b", 0, 300.0, 25.0, 2 * 2**30)]
-    args = argparse.Namespace(points=[(512, 4096)], lfm2=["lfm2-350m"], peers=["qwen3-0.6b"], threads=2, rounds=1,
-                              cache_fill="synthetic")
+    args = argparse.Namespace(points=[(512, 4096)], lfm2=["lfm2-350m"], peers=["qwen3-0.6b"])  # no measuring flags
     speedups = peers.speedup_rows(rows, args.lfm2, args.peers)
     text = peers.report(peers.summarize(rows, speedups, args, "cpu-test"))
+    assert "Hardware profile cpu-test; 2 threads; 1 rounds; llama.cpp cache fill synthetic; 2 rows" in text
     matched = [line for line in text.splitlines() if line.startswith("| lfm2-350m | qwen3-0.6b | params+quality")]
     assert len(matched) == 2 and "3.00x" in matched[1] and "2.50x" in matched[0]  # decode sorts before prefill
     assert "| qwen3-0.6b | llamacpp:q4_0 | decode | 4096 | 1 | 25.00 | 25.00 | 25.00 | 2.00 GiB |" in text
@@ -182,3 +182,32 @@ def test_the_runner_check_refuses_a_layout_with_conv_layers_in_one_line():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].endswith("lfm2-350m has conv layers: ExecuTorch's runner cannot call its program")
+
+
+def test_peers_report_only_rebuilds_from_stored_rows_of_one_cpu_and_refuses_a_mix(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    def wanted(line):  # the 350M pair's q4_0 rows at 512:4096
+        row = json.loads(line)
+        return row["layout"] in ("lfm2-350m", "qwen3-0.6b") and row["quant"] == "q4_0" and row["context_depth"] == 4096
+
+    stored = ROOT / "experiments" / "lfm2-vs-peers"
+    rows = {cpu: [line for line in (stored / folder / "round-0.jsonl").read_text().splitlines() if wanted(line)]
+            for cpu, folder in (("zen4", "."), ("zen3", "zen3"))}
+    assert len(rows["zen4"]) == len(rows["zen3"]) == 2
+    command = [sys.executable, str(ROOT / "benchmarks" / "peers.py"), "--report-only", "--lfm2", "lfm2-350m",
+               "--peers", "qwen3-0.6b", "--points", "512:4096", "--out", str(tmp_path)]
+    (tmp_path / "round-0.jsonl").write_text("\n".join(rows["zen4"]) + "\n")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["hardware"] == json.loads(rows["zen4"][0])["hardware"] and summary["rows"] == 2
+    assert summary["rounds"] == 1 and summary["threads"] == "2" and summary["cache_fill_llamacpp"] == "synthetic"
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "peers.png").is_file()
+
+    (tmp_path / "round-1.jsonl").write_text("\n".join(rows["zen3"]) + "\n")  # another CPU's rows beside them
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "--report-only needs the rows of one CPU" in done.stderr
+    assert "Traceback" not in done.stderr
