@@ -18,7 +18,8 @@ from optuna.trial import TrialState
 from search_helpers import AnalyticEvaluator, journal, run_cli, tiny_config
 
 from lfm2_nas.search.lock import DEFAULT_LOCK, LOCK_OFF, resolve_lock
-from lfm2_nas.search.recovery import counted_trials, is_transient
+from lfm2_nas.search import recovery
+from lfm2_nas.search.recovery import counted_trials, is_transient, recover_orphans
 from lfm2_nas.search.run import MAX_CONSECUTIVE_FAILURES, open_study, run_study
 from lfm2_nas.search.storage import StorageError, open_storage
 
@@ -227,6 +228,22 @@ def _kill_mid_measurement(storage, study_name, victim, log, sleep_s, deadline_s=
     (orphan,) = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                  if t.user_attrs.get("worker", {}).get("pid") == victim.pid]
     return orphan
+
+
+def test_a_trial_whose_worker_died_before_stamping_it_is_failed_and_requeued_after_the_grace(tmp_path, monkeypatch):
+    study = open_study(tiny_config(), open_storage(journal(tmp_path)))
+    seed = study.get_trials(deepcopy=False)[0]  # the LFM2 seed, queued with its whole layout
+    unstamped = study.ask()  # its worker took it (RUNNING) and died before stamping it or suggesting a thing
+    assert unstamped.number == seed.number and unstamped.params == {}
+    assert recover_orphans(study) == []  # younger than the grace: its worker may be writing the stamp
+    monkeypatch.setattr(recovery, "UNSTAMPED_GRACE_S", 0)
+    assert recover_orphans(study) == [unstamped.number]
+    trials = study.get_trials(deepcopy=False)
+    assert trials[unstamped.number].state == TrialState.FAIL
+    assert trials[unstamped.number].user_attrs["fail_reason"] == "interrupted: worker died before recording itself"
+    (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == unstamped.number]
+    assert retry.state == TrialState.WAITING and retry.user_attrs["seed"] == seed.user_attrs["seed"]
+    assert retry.system_attrs["fixed_params"] == seed.system_attrs["fixed_params"]  # the seed's layout, whole
 
 
 def test_three_workers_two_kills_nothing_lost_nothing_measured_twice(tmp_path):

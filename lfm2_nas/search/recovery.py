@@ -31,9 +31,11 @@ OWNER_ATTR = "worker"
 #: Study attribute: the number of finished trials the study is run to (set by the latest ``run``).
 TARGET_ATTR = "target_trials"
 MAX_RETRIES = 2
-#: A RUNNING trial with no owner record (its worker died between creating and stamping it) is
-#: treated as orphaned after this long.
-UNSTAMPED_GRACE_S = 600
+#: A RUNNING trial with no owner record (its worker died between creating and stamping it, one
+#: storage write apart) is treated as orphaned after this long: twice the 30 s after which Optuna's
+#: journal lock is forcibly taken from a dead holder (``JournalFileSymlinkLock(grace_period=30)``,
+#: optuna/storages/journal/_file.py), so a live worker waiting on that lock is never mistaken for dead.
+UNSTAMPED_GRACE_S = 60
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,9 @@ def requeue(study: optuna.Study, trial: FrozenTrial, reason: str, force: bool = 
     attrs = {"retry_of": trial.number, "retries": retries, "retry_reason": reason}
     if "seed" in trial.user_attrs:
         attrs["seed"] = trial.user_attrs["seed"]
-    study.enqueue_trial(trial.params, user_attrs=attrs)
+    # a trial stopped before it suggested every parameter holds the rest only as the fixed parameters
+    # it was enqueued with (Optuna's "fixed_params" system attribute): keep both
+    study.enqueue_trial({**trial.system_attrs.get("fixed_params", {}), **trial.params}, user_attrs=attrs)
     log.warning("trial %d: %s; its layout is queued again", trial.number, reason)
     return True
 
