@@ -13,7 +13,11 @@ generated tokens, whole milliseconds (at ``--depth 0`` its steps therefore atten
 one artifact the profiler exports and caches for that cache length (the one ``benchmarks/peers.py``
 uses at ``PROMPT:DEPTH``). The runner calls ``forward(tokens, input_pos)``, which only programs
 without conv layers have: the layout must be all attention (a peer, or an ``-all-attn`` baseline).
-``--rounds`` rounds, the order of the two reversed every other round. Rows are appended to
+A third side, ``stepper``, tells the two apart where they disagree: our own session in this
+process, generating greedily like the runner over the same positions (prompt of ``max_len -
+new_tokens`` tokens, then ``--new-tokens`` steps forward, no rewind, one warm-up pass first), each
+``forward`` call timed; it reports the mean per step (the runner's kind of figure) and the median.
+``--rounds`` rounds, the order of the three reversed every other round. Rows are appended to
 ``<out>/rows.jsonl`` (the profiler's own in ``<out>/profiler.jsonl``); the summary (medians over
 rounds and their ratio) goes to ``<out>/summary-depth<D>.json`` and is the last printed line.
 """
@@ -24,14 +28,18 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
+
+import numpy as np
 
 from lfm2_nas.io import LineStore, atomic_write_text
 from lfm2_nas.profiler import Settings, load_or_measure_hardware, profile_layout
 from lfm2_nas.profiler.artifacts import ensure_artifact
 from lfm2_nas.profiler.profile import artifacts_dir
 from lfm2_nas.resolve import resolve_spec
-from lfm2_nas.runtimes.executorch import runner_stats
+from lfm2_nas.runtimes.base import Artifact
+from lfm2_nas.runtimes.executorch import RUNTIME, runner_stats
 from lfm2_nas.search.lock import cpu_lock
 
 
@@ -57,8 +65,9 @@ def main() -> None:
 
     hardware = load_or_measure_hardware("cpu")
     store = LineStore(args.out / "rows.jsonl")
+    sides = ("profiler", "runner", "stepper")
     for r in range(args.rounds):
-        for who in ("profiler", "runner") if r % 2 == 0 else ("runner", "profiler"):
+        for who in sides if r % 2 == 0 else tuple(reversed(sides)):
             with cpu_lock(args.cpu_lock, exclusive=True):
                 if who == "profiler":
                     result = profile_layout(spec, settings, hardware, store=args.out / "profiler.jsonl",
@@ -71,7 +80,8 @@ def main() -> None:
                 else:
                     artifact = ensure_artifact("executorch", spec, args.quant, settings.max_len, artifacts_dir())
                     prompt = settings.max_len - args.new_tokens
-                    record = runner_stats(artifact, prompt, args.new_tokens, args.threads)
+                    measure = runner_stats if who == "runner" else stepper_stats
+                    record = measure(artifact, prompt, args.new_tokens, args.threads)
             record = {"round": r, "who": who, "layout": args.layout, "quant": args.quant, "depth": args.depth,
                       "hardware": hardware.label, **record}
             store.append(record)
@@ -79,17 +89,41 @@ def main() -> None:
     rows = [row for row in store.records() if (row["layout"], row["quant"], row["depth"]) == (args.layout, args.quant, args.depth)]
     ours = [r["decode_ms_median"] for r in rows if r["who"] == "profiler" and not r["busy"]]
     theirs = [r["decode_ms_per_token"] for r in rows if r["who"] == "runner" and r["generated_tokens"] > 0]
+    stepped = [r["decode_ms_mean"] for r in rows if r["who"] == "stepper"]
     summary = {
         "benchmark": "executorch_runner_check", "layout": args.layout, "quant": args.quant, "depth": args.depth,
         "runner_depths": [settings.max_len - args.new_tokens, settings.max_len - 1],
         "threads": args.threads, "hardware": hardware.label, "rounds": len({r["round"] for r in rows}),
         "ours_decode_ms": statistics.median(ours) if ours else None,
         "runner_decode_ms": statistics.median(theirs) if theirs else None,
+        "stepper_decode_ms_mean": statistics.median(stepped) if stepped else None,
     }
     if ours and theirs:
         summary["ours_over_runner"] = summary["ours_decode_ms"] / summary["runner_decode_ms"]
     atomic_write_text(args.out / f"summary-depth{args.depth}.json", json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))
+
+
+def stepper_stats(artifact: Artifact, prompt_len: int, new_tokens: int, threads: int) -> dict[str, float | int]:
+    """Our session over the runner's positions: a ``prompt_len`` prompt, then ``new_tokens`` greedy
+    steps forward, each ``forward`` call timed (after one untimed pass of the same); the steps' mean
+    and median ms and the prefill ms."""
+    session = RUNTIME.load(artifact, threads)
+    try:
+        for _ in range(2):  # the first pass is the warm-up; the second is recorded
+            start = time.perf_counter()
+            logits = session.prefill([ord("a")] * prompt_len)
+            prefill_ms = (time.perf_counter() - start) * 1e3
+            steps = []
+            for _ in range(new_tokens):
+                start = time.perf_counter()
+                logits = session.step(int(np.argmax(logits)))
+                steps.append((time.perf_counter() - start) * 1e3)
+    finally:
+        session.close()
+    return {"prefill_ms": prefill_ms, "decode_ms_mean": statistics.fmean(steps),
+            "decode_ms_median": statistics.median(steps), "decode_ms_min": min(steps),
+            "prompt_tokens": prompt_len, "generated_tokens": new_tokens}
 
 
 if __name__ == "__main__":
