@@ -261,3 +261,17 @@ def test_llm_runner_runs_an_all_attention_program(fp32_programs):
     conv_program = next(p for p in fp32_programs if p[0].num_conv_layers)[2]
     with pytest.raises(ValueError, match="conv layers"):
         runner_stats(conv_program, prompt_len=8, new_tokens=6, threads=1)
+
+
+def test_skipping_idle_xnnpack_passes_gives_upstreams_program(tmp_path, monkeypatch):
+    """The pass gates (``_xnnpack_pass_gates``) skip pass runs and leave the program byte-identical."""
+    import contextlib
+
+    from lfm2_nas.runtimes import executorch as et
+
+    spec = get_spec("lfm2-tiny", pattern="CA", hidden_size=64, num_heads=2, num_kv_heads=1)
+    gated = write_program(_model(spec), "8da4w", MAX_LEN, tmp_path / "gated.pte")
+    monkeypatch.setattr(et, "_xnnpack_pass_gates", lambda skipped: contextlib.nullcontext())
+    upstream = write_program(_model(spec), "8da4w", MAX_LEN, tmp_path / "upstream.pte")
+    assert gated["xnnpack_pass_runs_skipped"] > 0 == upstream["xnnpack_pass_runs_skipped"]
+    assert (tmp_path / "gated.pte").read_bytes() == (tmp_path / "upstream.pte").read_bytes()

@@ -244,6 +244,78 @@ def _quantize_8da4w(program: Any) -> dict[str, Any]:
     }
 
 
+def _graph_ops(graph_module: Any) -> set[str]:
+    """Names (``aten.mul.Scalar`` ...) of the operators ``graph_module`` calls."""
+    return {getattr(n.target, "__name__", str(n.target)) for n in graph_module.graph.nodes if n.op == "call_function"}
+
+
+@contextlib.contextmanager
+def _xnnpack_pass_gates(skipped: list[str]) -> Iterator[None]:
+    """XNNPACK's delegate passes, with those that cannot change a delegate not run on it.
+
+    ``XnnpackBackend.preprocess`` runs all 17 of ``XNNPACKPassManager``'s passes on every delegate
+    (``backends/xnnpack/_passes/__init__.py`` and ``xnnpack_preprocess.py`` in pytorch/executorch),
+    and each ends by re-tracing the delegate with fake tensors (``super().call``), whether it
+    changed anything or not: ~15 s per pass over LFM2-350M's 52 delegates, ~40% of its export.
+    Here a pass is skipped on a delegate that lacks what it rewrites, judged from upstream's own
+    tables: the batch-norm ops of ``DecomposeBatchNorm.BATCH_NORM_OPS`` (both batch-norm passes),
+    ``FuseActivationPass.FUSEABLE_ACTIVATIONS``, PReLU's ``_prelu_kernel``, the two ops
+    ``RemoveGetItemPass`` rewrites, and for the two pattern passes (upsample, SDPA) an op that every
+    one of their pattern graphs (``partition/graphs/``) calls, without which no pattern can match.
+    The programs are byte-identical to upstream's (tested); ``skipped`` collects one name per
+    skipped run."""
+    from unittest import mock
+
+    from executorch.backends.transforms.remove_getitem_op import RemoveGetItemPass
+    from executorch.backends.xnnpack import xnnpack_preprocess
+    from executorch.backends.xnnpack._passes import XNNPACKPassManager
+    from executorch.backends.xnnpack._passes.convert_to_sdpa import ConvertToSDPAPass
+    from executorch.backends.xnnpack._passes.convert_to_upsample_bilinear2d import ConvertToUpsampleBilinear2d
+    from executorch.backends.xnnpack._passes.decompose_batch_norm import DecomposeBatchNorm
+    from executorch.backends.xnnpack._passes.fuse_activation_pass import FuseActivationPass
+    from executorch.backends.xnnpack._passes.fuse_batch_norm import FuseBatchNormPass
+    from executorch.backends.xnnpack._passes.prelu_reshape_pass import PReLUReshapePass
+    from executorch.backends.xnnpack.partition.graphs import bilinear_2d, sdpa
+    from torch.fx.passes.infra.pass_base import PassResult
+
+    def any_of(targets: Any) -> Any:
+        names = {getattr(t, "__name__", str(t)) for t in targets}
+        return lambda ops: bool(names & ops)
+
+    def a_pattern_of(patterns: Any) -> Any:
+        needed = [_graph_ops(pattern) for pattern in patterns()]
+        return lambda ops: any(need <= ops for need in needed)
+
+    applies = {
+        ConvertToUpsampleBilinear2d: a_pattern_of(bilinear_2d.get_graphs),
+        ConvertToSDPAPass: a_pattern_of(sdpa.get_graphs),
+        FuseBatchNormPass: any_of(DecomposeBatchNorm.BATCH_NORM_OPS),
+        DecomposeBatchNorm: any_of(DecomposeBatchNorm.BATCH_NORM_OPS),
+        FuseActivationPass: any_of(FuseActivationPass.FUSEABLE_ACTIVATIONS),
+        PReLUReshapePass: lambda ops: "aten._prelu_kernel.default" in ops,
+        RemoveGetItemPass: lambda ops: bool({"aten.max_pool2d_with_indices.default", "aten.max.dim"} & ops),
+    }
+
+    def gated(cls: type, test: Any) -> type:
+        def call(self: Any, graph_module: Any) -> Any:
+            if test(_graph_ops(graph_module)):
+                return cls.call(self, graph_module)
+            skipped.append(cls.__name__)
+            return PassResult(graph_module, False)
+
+        return type(cls.__name__, (cls,), {"call": call})
+
+    gates = {cls: gated(cls, test) for cls, test in applies.items()}
+
+    class GatedPassManager(XNNPACKPassManager):
+        def __init__(self, exported_program: Any, passes: Any = None) -> None:
+            super().__init__(exported_program, passes)
+            self.passes = [gates.get(p, p) for p in self.passes]
+
+    with mock.patch.object(xnnpack_preprocess, "XNNPACKPassManager", GatedPassManager):
+        yield
+
+
 def _lower(model: Any, quant: str, max_len: int) -> tuple[bytes, dict[str, Any]]:
     """The ``.pte`` bytes of ``model`` and the details to record."""
     import torch
@@ -286,10 +358,12 @@ def _lower(model: Any, quant: str, max_len: int) -> tuple[bytes, dict[str, Any]]
         "get_max_seq_len": max_len, "get_max_context_len": max_len, "get_vocab_size": spec.vocab_size,
         "use_kv_cache": True, "enable_dynamic_shape": True, "get_bos_id": 1, "get_eos_ids": [7],
     }
-    edge = to_edge_transform_and_lower(
-        exported, partitioner=partitioners, constant_methods=metadata,
-        compile_config=EdgeCompileConfig(_check_ir_validity=False),
-    )
+    skipped: list[str] = []
+    with _xnnpack_pass_gates(skipped):
+        edge = to_edge_transform_and_lower(
+            exported, partitioner=partitioners, constant_methods=metadata,
+            compile_config=EdgeCompileConfig(_check_ir_validity=False),
+        )
     stage("to_edge_transform_and_lower")
     executable = edge.to_executorch(
         ExecutorchBackendConfig(
@@ -311,6 +385,7 @@ def _lower(model: Any, quant: str, max_len: int) -> tuple[bytes, dict[str, Any]]
         conv_state_bytes=4 * spec.num_conv_layers * spec.hidden_size * (spec.conv_kernel - 1),
         method=_signature(spec, max_len),
         conv_state_shape=list(_conv_state_shape(spec)) if spec.num_conv_layers else None,
+        xnnpack_pass_runs_skipped=len(skipped),
         stage_s=stages,
     )
     return executable.buffer, details
