@@ -256,7 +256,8 @@ def _xnnpack_pass_gates(skipped: list[str]) -> Iterator[None]:
     ``XnnpackBackend.preprocess`` runs all 17 of ``XNNPACKPassManager``'s passes on every delegate
     (``backends/xnnpack/_passes/__init__.py`` and ``xnnpack_preprocess.py`` in pytorch/executorch),
     and each ends by re-tracing the delegate with fake tensors (``super().call``), whether it
-    changed anything or not: ~15 s per pass over LFM2-350M's 52 delegates, ~40% of its export.
+    changed anything or not (under cProfile, ~15 of LFM2-350M's 634 s export per pass over its 52
+    delegates; one gated full-size export, 322 s, showed no gain beyond the ungated ones' spread).
     Here a pass is skipped on a delegate that lacks what it rewrites, judged from upstream's own
     tables: the batch-norm ops of ``DecomposeBatchNorm.BATCH_NORM_OPS`` (both batch-norm passes),
     ``FuseActivationPass.FUSEABLE_ACTIVATIONS``, PReLU's ``_prelu_kernel``, the two ops
